@@ -1,0 +1,411 @@
+//! Semantic checks serde cannot express: CIDR arithmetic, zones in the region, Fargate
+//! CPU/memory pairs, CloudWatch retention values, schedule expressions, naming limits.
+//! Every check reports the key's file and line, the bad value and what is allowed; all
+//! problems are collected so one run shows them all.
+
+use std::collections::BTreeSet;
+
+use ipnet::Ipv4Net;
+
+use super::error::{ConfigError, Loc};
+use super::schema::{Egress, EnvironmentConfig, PerformanceMode, ThroughputMode};
+use super::yaml::{Node, Value};
+
+/// CloudWatch Logs' accepted `RetentionInDays` values.
+pub const RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+/// EFS lifecycle transition periods, in days.
+pub const TRANSITION_DAYS: &[u32] = &[1, 7, 14, 30, 60, 90, 180, 270, 365];
+
+/// Valid Fargate memory sizes (MiB) for each CPU value.
+pub fn fargate_memory_options(cpu: u32) -> Option<Vec<u32>> {
+    let (from, to, step) = match cpu {
+        256 => return Some(vec![512, 1024, 2048]),
+        512 => (1024, 4096, 1024),
+        1024 => (2048, 8192, 1024),
+        2048 => (4096, 16384, 1024),
+        4096 => (8192, 30720, 1024),
+        8192 => (16384, 61440, 4096),
+        16384 => (32768, 122880, 8192),
+        _ => return None,
+    };
+    Some((from..=to).step_by(step).collect())
+}
+
+/// Finds where a dotted key (`efs.kms_key_arn`, `availability_zones[1].name`) was written;
+/// falls back to the nearest enclosing key, or the environment file, when it was not.
+#[derive(Debug)]
+pub struct Locator<'a> {
+    root: &'a Node,
+    fallback: Loc,
+}
+
+impl<'a> Locator<'a> {
+    pub fn new(root: &'a Node, fallback: Loc) -> Self {
+        Locator { root, fallback }
+    }
+
+    pub fn loc(&self, path: &str) -> Loc {
+        let mut node = self.root;
+        let mut found = &self.root.loc;
+        for segment in path.split('.') {
+            let (name, index) = match segment.split_once('[') {
+                Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (segment, None),
+            };
+            match node.get(name) {
+                Some(child) => node = child,
+                None => return found.clone(),
+            }
+            found = &node.loc;
+            if let Some(i) = index {
+                match &node.value {
+                    Value::Seq(items) if i < items.len() => node = &items[i],
+                    _ => return found.clone(),
+                }
+                found = &node.loc;
+            }
+        }
+        if found.file.is_none() { self.fallback.clone() } else { found.clone() }
+    }
+}
+
+#[derive(Debug)]
+struct Checker<'a> {
+    locator: Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, path: &str, message: String, help: impl Into<String>) {
+        let loc = self.locator.loc(path);
+        self.errors.push(ConfigError::at(&loc, Some(path.to_string()), message).with_help(help));
+    }
+
+    fn range(&mut self, path: &str, value: u64, min: u64, max: u64, why: &str) {
+        if value < min || value > max {
+            self.fail(path, format!("{value} is out of range"), format!("allowed: {min} to {max}; {why}"));
+        }
+    }
+}
+
+pub fn validate(env: &str, config: &EnvironmentConfig, root: &Node, fallback: Loc) -> Vec<ConfigError> {
+    let mut c = Checker { locator: Locator::new(root, fallback), errors: Vec::new() };
+    check_names(&mut c, env, config);
+    check_zones_and_network(&mut c, config);
+    check_efs(&mut c, config);
+    check_scaler(&mut c, config);
+    check_service(&mut c, config);
+    check_operations(&mut c, config);
+    c.errors
+}
+
+fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
+    let p = &config.project;
+    let ok = p.len() <= 20
+        && p.starts_with(|ch: char| ch.is_ascii_lowercase())
+        && p.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        && !p.ends_with('-')
+        && !p.contains("--");
+    if !ok {
+        c.fail(
+            "project",
+            format!("{p:?} is not a valid project name"),
+            "1 to 20 characters: lowercase letters, digits and single dashes, starting with a letter (it prefixes bucket, function and stack names)",
+        );
+    }
+
+    match (&config.account_id, &config.endpoint_url) {
+        (Some(id), _) if !(id.len() == 12 && id.chars().all(|ch| ch.is_ascii_digit())) => c.fail(
+            "account_id",
+            format!("{id:?} is not an AWS account id"),
+            "an account id is 12 digits, quoted so YAML keeps leading zeros: account_id: \"012345678901\"",
+        ),
+        (None, None) => c.fail(
+            "account_id",
+            format!("environment `{env}` has no account_id"),
+            "set account_id (12 digits, quoted); it guards against deploying to the wrong account. Only environments with endpoint_url may omit it",
+        ),
+        _ => {}
+    }
+
+    let r = &config.region;
+    let parts: Vec<&str> = r.split('-').collect();
+    let region_ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().all(|s| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()))
+        && parts.last().is_some_and(|s| s.chars().all(|ch| ch.is_ascii_digit()));
+    if !region_ok {
+        c.fail("region", format!("{r:?} is not an AWS region name"), "e.g. ap-northeast-1, us-east-1, eu-west-2");
+    }
+
+    if let Some(url) = &config.endpoint_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            c.fail("endpoint_url", format!("{url:?} is not an http(s) URL"), "e.g. http://127.0.0.1:5000");
+        }
+    }
+
+    if let Some(name) = &config.ssm_parameter_name {
+        let segments_ok = name
+            .split('/')
+            .skip(1)
+            .all(|s| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)));
+        let lower = name.to_ascii_lowercase();
+        if !name.starts_with('/') || !segments_ok || name.len() > 1011 || lower.starts_with("/aws") || lower.starts_with("/ssm")
+        {
+            c.fail(
+                "ssm_parameter_name",
+                format!("{name:?} is not a usable parameter name"),
+                "a path such as /efs-autoscaler/prod/mount-targets: starts with /, segments of letters, digits, _ . -, not under /aws or /ssm",
+            );
+        }
+    }
+
+    for (key, value) in &config.tags {
+        let path = format!("tags.{key}");
+        let chars_ok = |s: &str| s.chars().all(|ch| ch.is_alphanumeric() || ch.is_whitespace() || "_.:/=+-@".contains(ch));
+        if key.is_empty() || key.chars().count() > 128 || key.to_ascii_lowercase().starts_with("aws:") || !chars_ok(key) {
+            c.fail(&path, format!("tag key {key:?} is not allowed"), "1 to 128 letters, digits, spaces or _ . : / = + - @, not starting with aws:");
+        }
+        if value.chars().count() > 256 || !chars_ok(value) {
+            c.fail(&path, format!("tag value {value:?} is not allowed"), "up to 256 letters, digits, spaces or _ . : / = + - @");
+        }
+    }
+    if config.tags.len() > 40 {
+        c.fail("tags", format!("{} tags", config.tags.len()), "at most 40: AWS allows 50 per resource and the deployer adds its own");
+    }
+}
+
+fn parse_cidr(c: &mut Checker<'_>, path: &str, text: &str) -> Option<Ipv4Net> {
+    let net: Ipv4Net = match text.parse() {
+        Ok(n) => n,
+        Err(_) => {
+            c.fail(path, format!("{text:?} is not an IPv4 CIDR block"), "write it as address/prefix, e.g. 10.0.1.0/24");
+            return None;
+        }
+    };
+    if net.network() != net.addr() {
+        c.fail(
+            path,
+            format!("{text:?} has host bits set"),
+            format!("the block starts at its network address: did you mean {}?", net.trunc()),
+        );
+        return None;
+    }
+    if !(16..=28).contains(&net.prefix_len()) {
+        c.fail(path, format!("{text:?} has prefix /{}", net.prefix_len()), "AWS allows VPC and subnet prefixes from /16 to /28");
+        return None;
+    }
+    Some(net)
+}
+
+fn check_zones_and_network(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let zones = &config.availability_zones;
+    if zones.len() < 2 {
+        c.fail(
+            "availability_zones",
+            format!("{} availability zone(s) configured", zones.len()),
+            "configure at least 2 zones: mount targets are spread one per zone",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, zone) in zones.iter().enumerate() {
+        let path = format!("availability_zones[{i}].name");
+        let suffix = zone.name.strip_prefix(config.region.as_str());
+        let ok = suffix.is_some_and(|s| s.len() == 1 && s.chars().all(|ch| ch.is_ascii_lowercase()));
+        if !ok {
+            c.fail(
+                &path,
+                format!("{:?} is not an availability zone of region {}", zone.name, config.region),
+                format!("zone names are the region plus one letter, e.g. {}a, {}c", config.region, config.region),
+            );
+        }
+        if !seen.insert(zone.name.as_str()) {
+            c.fail(&path, format!("{:?} is listed twice", zone.name), "each zone once: EFS allows one mount target per zone");
+        }
+    }
+
+    let net = &config.network;
+    let Some(vpc) = parse_cidr(c, "network.vpc_cidr", &net.vpc_cidr) else {
+        return;
+    };
+    let mut subnets: Vec<(String, Ipv4Net)> = Vec::new();
+    for (i, zone) in zones.iter().enumerate() {
+        let mut blocks = vec![(format!("availability_zones[{i}].private_subnet_cidr"), Some(&zone.private_subnet_cidr))];
+        let public_path = format!("availability_zones[{i}].public_subnet_cidr");
+        match (net.egress, &zone.public_subnet_cidr) {
+            (Egress::Nat, None) => c.fail(
+                &format!("availability_zones[{i}]"),
+                format!("zone {} has no public_subnet_cidr", zone.name),
+                "with network.egress: nat every zone needs a public subnet for its NAT gateway; add public_subnet_cidr",
+            ),
+            (Egress::VpcEndpoints, Some(_)) => c.fail(
+                &public_path,
+                "public subnets are only created with network.egress: nat".to_string(),
+                "remove public_subnet_cidr, or set network.egress: nat",
+            ),
+            (Egress::Nat, Some(cidr)) => blocks.push((public_path, Some(cidr))),
+            (Egress::VpcEndpoints, None) => {}
+        }
+        for (path, cidr) in blocks {
+            let Some(cidr) = cidr else { continue };
+            let Some(block) = parse_cidr(c, &path, cidr) else { continue };
+            if !vpc.contains(&block) {
+                c.fail(&path, format!("{block} is outside the VPC {vpc}"), format!("choose a block inside network.vpc_cidr ({vpc})"));
+                continue;
+            }
+            if let Some((other, _)) = subnets.iter().find(|(_, b)| b.contains(&block.network()) || block.contains(&b.network())) {
+                let other = other.clone();
+                c.fail(&path, format!("{block} overlaps {other}"), "subnets of one VPC must not overlap");
+                continue;
+            }
+            subnets.push((path, block));
+        }
+    }
+}
+
+fn check_efs(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let efs = &config.efs;
+    match (efs.throughput_mode, efs.provisioned_throughput_mibps) {
+        (ThroughputMode::Provisioned, None) => c.fail(
+            "efs.provisioned_throughput_mibps",
+            "throughput_mode is provisioned but no throughput is set".to_string(),
+            "set efs.provisioned_throughput_mibps (1 to 10240), or choose throughput_mode elastic or bursting",
+        ),
+        (ThroughputMode::Provisioned, Some(t)) if !(1.0..=10240.0).contains(&t) => c.fail(
+            "efs.provisioned_throughput_mibps",
+            format!("{t} MiB/s is out of range"),
+            "allowed: 1 to 10240 MiB/s",
+        ),
+        (ThroughputMode::Bursting | ThroughputMode::Elastic, Some(_)) => c.fail(
+            "efs.provisioned_throughput_mibps",
+            "only used with throughput_mode: provisioned".to_string(),
+            "remove it, or set efs.throughput_mode: provisioned",
+        ),
+        _ => {}
+    }
+    if efs.performance_mode == PerformanceMode::MaxIo && efs.throughput_mode == ThroughputMode::Elastic {
+        c.fail(
+            "efs.performance_mode",
+            "maxIO cannot be combined with elastic throughput".to_string(),
+            "use performance_mode generalPurpose (recommended) or throughput_mode bursting/provisioned",
+        );
+    }
+    if let Some(days) = efs.transition_to_ia_days {
+        if !TRANSITION_DAYS.contains(&days) {
+            c.fail("efs.transition_to_ia_days", format!("{days} is not an EFS transition period"), format!("allowed: {TRANSITION_DAYS:?} or null for never"));
+        }
+    }
+    if let Some(days) = efs.transition_to_archive_days {
+        if !TRANSITION_DAYS.contains(&days) {
+            c.fail("efs.transition_to_archive_days", format!("{days} is not an EFS transition period"), format!("allowed: {TRANSITION_DAYS:?} or null for never"));
+        } else if efs.throughput_mode != ThroughputMode::Elastic {
+            c.fail("efs.transition_to_archive_days", "Archive storage needs elastic throughput".to_string(), "set efs.throughput_mode: elastic, or remove the archive transition");
+        } else if efs.transition_to_ia_days.is_some_and(|ia| ia >= days) {
+            c.fail("efs.transition_to_archive_days", format!("{days} days is not after the IA transition"), "files move to Archive after they move to Infrequent Access: choose more days than transition_to_ia_days");
+        }
+    }
+    if let Some(arn) = &efs.kms_key_arn {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let ok = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "kms"
+            && (parts[5].starts_with("key/") || parts[5].starts_with("alias/"));
+        if !ok {
+            c.fail("efs.kms_key_arn", format!("{arn:?} is not a KMS key ARN"), "arn:aws:kms:REGION:ACCOUNT:key/KEY-ID, or null for the AWS managed key");
+        }
+    }
+
+    let zone_names: Vec<&str> = config.availability_zones.iter().map(|z| z.name.as_str()).collect();
+    if let Some(initial) = &efs.initial_mount_target_azs {
+        if initial.is_empty() {
+            c.fail("efs.initial_mount_target_azs", "no initial mount targets".to_string(), "list at least one zone; the router needs a mount target to start");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, az) in initial.iter().enumerate() {
+            let path = format!("efs.initial_mount_target_azs[{i}]");
+            if !zone_names.contains(&az.as_str()) {
+                c.fail(&path, format!("{az:?} is not one of the configured zones"), format!("choose from availability_zones: {}", zone_names.join(", ")));
+            }
+            if !seen.insert(az) {
+                c.fail(&path, format!("{az:?} is listed twice"), "EFS allows one mount target per zone");
+            }
+        }
+    }
+}
+
+fn check_scaler(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let s = &config.scaler;
+    if let Err(problem) = crate::config::schedule::check(&s.schedule) {
+        c.fail("scaler.schedule", format!("{:?}: {problem}", s.schedule), "use rate(5 minutes), rate(1 hour) or cron(0/5 * * * ? *) (six fields: minutes hours day-of-month month day-of-week year)");
+    }
+    if s.file_count_threshold == 0 {
+        c.fail("scaler.file_count_threshold", "0 is not allowed".to_string(), "the scaler adds a mount target when the count exceeds this; use a positive number such as 100000");
+    }
+    let dir = &s.target_directory;
+    if !dir.starts_with('/') || dir.split('/').any(|seg| seg == ".." || seg == ".") || dir.contains('\0') || dir.contains("//") {
+        c.fail("scaler.target_directory", format!("{dir:?} is not a clean absolute path"), "a path inside the file system such as / or /data/uploads, without . or .. segments");
+    }
+    c.range("scaler.memory_mb", s.memory_mb.into(), 128, 10240, "Lambda memory in MB");
+    c.range("scaler.timeout_seconds", s.timeout_seconds.into(), 30, 900, "Lambda allows up to 900 s; the scaler needs time to wait for a new mount target");
+    if s.reserved_concurrency != 1 {
+        c.fail("scaler.reserved_concurrency", format!("{} is not allowed", s.reserved_concurrency), "must be 1: two runs at once could each create a mount target");
+    }
+    let zones = config.availability_zones.len() as u64;
+    let initial = config.efs.initial_mount_target_azs.as_ref().map_or(2.min(zones), |v| v.len() as u64);
+    if let Some(max) = s.max_mount_targets {
+        if u64::from(max) < initial.max(1) || u64::from(max) > zones {
+            c.fail(
+                "scaler.max_mount_targets",
+                format!("{max} is out of range"),
+                format!("between the initial mount targets ({initial}) and the configured zones ({zones}); EFS allows one mount target per zone"),
+            );
+        }
+    }
+}
+
+fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let s = &config.service;
+    c.range("service.desired_count", s.desired_count.into(), 1, 100, "the router needs at least one task");
+    match fargate_memory_options(s.cpu) {
+        None => c.fail(
+            "service.cpu",
+            format!("{} is not a Fargate CPU value", s.cpu),
+            "allowed: 256, 512, 1024, 2048, 4096, 8192, 16384",
+        ),
+        Some(options) if !options.contains(&s.memory) => {
+            let list = if options.len() > 8 {
+                format!("{} to {} in steps of {}", options[0], options[options.len() - 1], options[1] - options[0])
+            } else {
+                options.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            };
+            c.fail("service.memory", format!("{} MiB is not valid with cpu {}", s.memory, s.cpu), format!("with cpu {} Fargate allows memory {list}", s.cpu));
+        }
+        Some(_) => {}
+    }
+    if s.port < 1024 || s.port == 2049 {
+        c.fail("service.port", format!("{} is not allowed", s.port), "1024 to 65535 except 2049: the router runs as a non-root user and 2049 is NFS");
+    }
+    c.range("service.health_check_grace_seconds", s.health_check_grace_seconds.into(), 0, 3600, "seconds");
+}
+
+fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let days = config.logs.retention_days;
+    if !RETENTION_DAYS.contains(&days) {
+        let nearest = RETENTION_DAYS.iter().min_by_key(|d| d.abs_diff(days)).copied().unwrap_or(30);
+        c.fail(
+            "logs.retention_days",
+            format!("{days} is not a CloudWatch Logs retention value"),
+            format!("allowed: {RETENTION_DAYS:?}; the nearest is {nearest}"),
+        );
+    }
+    for (i, email) in config.alarms.email_subscriptions.iter().enumerate() {
+        let ok = email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        }) && !email.chars().any(char::is_whitespace);
+        if !ok {
+            c.fail(&format!("alarms.email_subscriptions[{i}]"), format!("{email:?} is not an e-mail address"), "e.g. ops@example.com");
+        }
+    }
+}
