@@ -1,1 +1,30 @@
-fn main(){}
+//! `deployer`: thin entry point. Parses arguments, runs the command, maps errors to exit
+//! code 1 with a readable report on stderr.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use deployer::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+            // Help and version go to stdout, usage errors to stderr (clap decides).
+            let _ = e.print();
+            return code;
+        }
+    };
+    match deployer::commands::run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -23,7 +23,11 @@ pub struct DeError {
 
 impl DeError {
     fn new(message: String) -> Self {
-        DeError { message, help: None, at: None }
+        DeError {
+            message,
+            help: None,
+            at: None,
+        }
     }
 
     fn locate(mut self, loc: &Loc, path: &str) -> Self {
@@ -53,7 +57,11 @@ impl fmt::Display for DeError {
 impl std::error::Error for DeError {}
 
 fn one_of(expected: &[&str]) -> String {
-    expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+    expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The closest candidate, when it is close enough to be a likely typo.
@@ -80,7 +88,10 @@ impl de::Error for DeError {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let mut e = DeError::new(format!("unknown value {variant:?}; allowed: {}", one_of(expected)));
+        let mut e = DeError::new(format!(
+            "unknown value {variant:?}; allowed: {}",
+            one_of(expected)
+        ));
         if let Some(n) = nearest(variant, expected.iter().copied()) {
             e.help = Some(format!("did you mean `{n}`?"));
         }
@@ -88,7 +99,10 @@ impl de::Error for DeError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        let mut e = DeError::new(format!("unknown key `{field}`; allowed here: {}", one_of(expected)));
+        let mut e = DeError::new(format!(
+            "unknown key `{field}`; allowed here: {}",
+            one_of(expected)
+        ));
         e.help = Some(match nearest(field, expected.iter().copied()) {
             Some(n) => format!("did you mean `{n}`?"),
             None => "remove it, or see docs/configuration.md for every key".to_string(),
@@ -98,7 +112,9 @@ impl de::Error for DeError {
 
     fn missing_field(field: &'static str) -> Self {
         let mut e = DeError::new(format!("missing required key `{field}`"));
-        e.help = Some(format!("add `{field}:` here or in defaults.yaml; see docs/configuration.md"));
+        e.help = Some(format!(
+            "add `{field}:` here or in defaults.yaml; see docs/configuration.md"
+        ));
         e
     }
 }
@@ -112,7 +128,10 @@ pub struct NodeDe<'a> {
 
 impl<'a> NodeDe<'a> {
     pub fn new(node: &'a Node) -> Self {
-        NodeDe { node, path: String::new() }
+        NodeDe {
+            node,
+            path: String::new(),
+        }
     }
 
     fn child(&self, node: &'a Node, segment: &str) -> NodeDe<'a> {
@@ -165,8 +184,15 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             Value::Int(i) => visitor.visit_i64(*i),
             Value::Float(f) => visitor.visit_f64(*f),
             Value::String(s) => visitor.visit_str(s),
-            Value::Seq(items) => visitor.visit_seq(SeqDe { parent: &self, items: items.iter().enumerate() }),
-            Value::Map(entries) => visitor.visit_map(MapDe { parent: &self, entries: entries.iter(), value: None }),
+            Value::Seq(items) => visitor.visit_seq(SeqDe {
+                parent: &self,
+                items: items.iter().enumerate(),
+            }),
+            Value::Map(entries) => visitor.visit_map(MapDe {
+                parent: &self,
+                entries: entries.iter(),
+                value: None,
+            }),
         };
         result.map_err(|e| e.locate(&self.node.loc, &self.path))
     }
@@ -181,7 +207,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             // `provisioned_throughput_mibps: 100` is a number, not a type error.
-            Value::Int(i) => visitor.visit_f64(*i as f64).map_err(|e: DeError| e.locate(&self.node.loc, &self.path)),
+            Value::Int(i) => visitor
+                .visit_f64(*i as f64)
+                .map_err(|e: DeError| e.locate(&self.node.loc, &self.path)),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -197,11 +225,19 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let Value::Map(entries) = &self.node.value else {
-            let e = DeError::new(format!("expected a map with keys {}, found {}", one_of(fields), self.node.describe()));
+            let e = DeError::new(format!(
+                "expected a map with keys {}, found {}",
+                one_of(fields),
+                self.node.describe()
+            ));
             return self.fail(e);
         };
         visitor
-            .visit_map(MapDe { parent: &self, entries: entries.iter(), value: None })
+            .visit_map(MapDe {
+                parent: &self,
+                entries: entries.iter(),
+                value: None,
+            })
             .map_err(|e| e.locate(&self.node.loc, &self.path))
     }
 
@@ -216,13 +252,21 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                 .visit_enum(s.as_str().into_deserializer())
                 .map_err(|e: DeError| e.locate(&self.node.loc, &self.path)),
             _ => {
-                let e = DeError::new(format!("expected one of {}, found {}", one_of(variants), self.node.describe()));
+                let e = DeError::new(format!(
+                    "expected one of {}, found {}",
+                    one_of(variants),
+                    self.node.describe()
+                ));
                 self.fail(e)
             }
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -233,7 +277,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Int(i) if *i < 0 => {
-                let e = DeError::new(format!("{i} is negative; a count or size here must be 0 or more"));
+                let e = DeError::new(format!(
+                    "{i} is negative; a count or size here must be 0 or more"
+                ));
                 self.fail(e)
             }
             Value::Int(_) => self.deserialize_any(visitor),
@@ -263,7 +309,10 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             // would lose its leading zero and `tag: yes` is likely a mistake. Say how to fix.
             _ => {
                 let mut e = self.type_error(&visitor);
-                if matches!(self.node.value, Value::Int(_) | Value::Float(_) | Value::Bool(_)) {
+                if matches!(
+                    self.node.value,
+                    Value::Int(_) | Value::Float(_) | Value::Bool(_)
+                ) {
                     e.help = Some("quote the value to make it a string".to_string());
                 }
                 self.fail(e)
@@ -281,11 +330,19 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         deserialize_unit deserialize_seq deserialize_map deserialize_identifier
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
@@ -307,10 +364,15 @@ struct SeqDe<'p, 'a> {
 impl<'de> de::SeqAccess<'de> for SeqDe<'_, '_> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             None => Ok(None),
-            Some((i, node)) => seed.deserialize(self.parent.child(node, &format!("[{i}]"))).map(Some),
+            Some((i, node)) => seed
+                .deserialize(self.parent.child(node, &format!("[{i}]")))
+                .map(Some),
         }
     }
 
@@ -328,7 +390,10 @@ struct MapDe<'p, 'a> {
 impl<'de> de::MapAccess<'de> for MapDe<'_, '_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some((key, node)) = self.entries.next() else {
             return Ok(None);
         };
@@ -336,7 +401,9 @@ impl<'de> de::MapAccess<'de> for MapDe<'_, '_> {
         let key_de: de::value::StrDeserializer<'_, DeError> = key.name.as_str().into_deserializer();
         // An unknown key is reported at the key itself, under its own dotted path.
         let path = self.parent.child(node, &key.name).path;
-        seed.deserialize(key_de).map(Some).map_err(|e| e.locate(&key.loc, &path))
+        seed.deserialize(key_de)
+            .map(Some)
+            .map_err(|e| e.locate(&key.loc, &path))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
@@ -386,7 +453,8 @@ mod tests {
 
     #[test]
     fn deserializes() {
-        let o = load("name: a\ninner: {threshold: 5, arch: arm64}\nlist: [{threshold: 1}]\n").unwrap();
+        let o =
+            load("name: a\ninner: {threshold: 5, arch: arm64}\nlist: [{threshold: 1}]\n").unwrap();
         assert_eq!(o.inner.arch, Some(Arch::Arm64));
         assert_eq!(o.list[0].threshold, 1);
     }
@@ -410,9 +478,14 @@ mod tests {
 
     #[test]
     fn bad_enum_lists_allowed_values() {
-        let e = load("name: a\ninner: {threshold: 1}\nlist: [{threshold: 1, arch: arm46}]\n").unwrap_err();
+        let e = load("name: a\ninner: {threshold: 1}\nlist: [{threshold: 1, arch: arm46}]\n")
+            .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("list[0].arch"));
-        assert!(e.message.contains("`x86-64`") && e.message.contains("`arm64`"), "{}", e.message);
+        assert!(
+            e.message.contains("`x86-64`") && e.message.contains("`arm64`"),
+            "{}",
+            e.message
+        );
         assert!(e.help.unwrap().contains("arm64"));
     }
 

@@ -21,7 +21,12 @@ impl SourceFile {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        SourceFile { name, text, line_starts, char_bytes: OnceLock::new() }
+        SourceFile {
+            name,
+            text,
+            line_starts,
+            char_bytes: OnceLock::new(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -44,9 +49,15 @@ impl SourceFile {
 
     /// 1-based line and column of a byte offset.
     fn line_col(&self, byte: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&start| start <= byte).max(1);
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= byte)
+            .max(1);
         let start = self.line_starts[line - 1];
-        let col = self.text.get(start..byte).map_or(1, |s| s.chars().count() + 1);
+        let col = self
+            .text
+            .get(start..byte)
+            .map_or(1, |s| s.chars().count() + 1);
         (line, col)
     }
 }
@@ -70,7 +81,9 @@ impl fmt::Debug for Loc {
 
 impl PartialEq for Loc {
     fn eq(&self, other: &Self) -> bool {
-        self.file_name() == other.file_name() && self.offset == other.offset && self.len == other.len
+        self.file_name() == other.file_name()
+            && self.offset == other.offset
+            && self.len == other.len
     }
 }
 
@@ -79,20 +92,40 @@ impl Loc {
         let offset = file.byte_of_char(char_index);
         let end = file.byte_of_char(char_index + char_len);
         let (line, col) = file.line_col(offset);
-        Loc { file: Some(file.clone()), offset, len: end.saturating_sub(offset), line, col }
+        Loc {
+            file: Some(file.clone()),
+            offset,
+            len: end.saturating_sub(offset),
+            line,
+            col,
+        }
     }
 
     pub fn whole_file(file: &Arc<SourceFile>) -> Self {
-        Loc { file: Some(file.clone()), offset: 0, len: 0, line: 0, col: 0 }
+        Loc {
+            file: Some(file.clone()),
+            offset: 0,
+            len: 0,
+            line: 0,
+            col: 0,
+        }
     }
 
     /// A value nobody wrote: the built-in default of a key.
     pub fn builtin() -> Self {
-        Loc { file: None, offset: 0, len: 0, line: 0, col: 0 }
+        Loc {
+            file: None,
+            offset: 0,
+            len: 0,
+            line: 0,
+            col: 0,
+        }
     }
 
     pub fn file_name(&self) -> &str {
-        self.file.as_ref().map_or("<built-in default>", |f| f.name())
+        self.file
+            .as_ref()
+            .map_or("<built-in default>", |f| f.name())
     }
 
     /// `file:line:col`, or just the file when no line is known.
@@ -176,7 +209,6 @@ impl ConfigError {
     pub fn help_text(&self) -> Option<String> {
         self.help.clone()
     }
-
 }
 
 impl fmt::Display for ConfigError {
@@ -201,17 +233,23 @@ impl Diagnostic for ConfigError {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.source_code.as_ref().map(|s| s as &dyn miette::SourceCode)
+        self.source_code
+            .as_ref()
+            .map(|s| s as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let span = self.span?;
         let label = self.label.clone().or_else(|| Some(self.message.clone()));
-        Some(Box::new(std::iter::once(miette::LabeledSpan::new_with_span(label, span))))
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(label, span),
+        )))
     }
 }
 
@@ -225,7 +263,12 @@ pub struct ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        write!(f, "environment `{}` has {n} configuration error{}", self.env, if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "environment `{}` has {n} configuration error{}",
+            self.env,
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -237,6 +280,9 @@ impl Diagnostic for ConfigErrors {
 
 impl From<(String, ConfigError)> for ConfigErrors {
     fn from((env, e): (String, ConfigError)) -> Self {
-        ConfigErrors { env, errors: vec![e] }
+        ConfigErrors {
+            env,
+            errors: vec![e],
+        }
     }
 }

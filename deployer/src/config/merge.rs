@@ -78,7 +78,18 @@ mod tests {
             Plain::Str(s) => Value::String(s.clone()),
             Plain::Seq(items) => Value::Seq(items.iter().map(to_node).collect()),
             Plain::Map(entries) => Value::Map(
-                entries.iter().map(|(k, v)| (Key { name: k.clone(), loc: Loc::builtin() }, to_node(v))).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            Key {
+                                name: k.clone(),
+                                loc: Loc::builtin(),
+                            },
+                            to_node(v),
+                        )
+                    })
+                    .collect(),
             ),
         };
         Node::new(value, Loc::builtin())
@@ -90,7 +101,12 @@ mod tests {
             Value::Int(i) => Plain::Int(*i),
             Value::String(s) => Plain::Str(s.clone()),
             Value::Seq(items) => Plain::Seq(items.iter().map(to_plain).collect()),
-            Value::Map(entries) => Plain::Map(entries.iter().map(|(k, v)| (k.name.clone(), to_plain(v))).collect()),
+            Value::Map(entries) => Plain::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), to_plain(v)))
+                    .collect(),
+            ),
             Value::Bool(_) | Value::Float(_) => Plain::Null,
         }
     }
@@ -114,7 +130,8 @@ mod tests {
     }
 
     fn map_tree() -> impl Strategy<Value = Plain> {
-        prop::collection::btree_map("[k-n]", tree(), 0..4).prop_map(|m| Plain::Map(m.into_iter().collect()))
+        prop::collection::btree_map("[k-n]", tree(), 0..4)
+            .prop_map(|m| Plain::Map(m.into_iter().collect()))
     }
 
     fn lookup<'a>(p: &'a Plain, key: &str) -> Option<&'a Plain> {
@@ -187,7 +204,10 @@ mod tests {
 
     #[test]
     fn null_in_overlay_removes_the_key() {
-        let a = Plain::Map(vec![("k".into(), Plain::Int(1)), ("l".into(), Plain::Int(2))]);
+        let a = Plain::Map(vec![
+            ("k".into(), Plain::Int(1)),
+            ("l".into(), Plain::Int(2)),
+        ]);
         let b = Plain::Map(vec![("k".into(), Plain::Null)]);
         let layered = to_plain(&layer([to_node(&a), to_node(&b)]).unwrap());
         assert_eq!(layered, Plain::Map(vec![("l".into(), Plain::Int(2))]));

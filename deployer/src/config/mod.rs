@@ -34,8 +34,11 @@ pub struct Environment {
 /// Names of the environments in `dir` (every `*.yaml` but `defaults.yaml`), sorted.
 pub fn list_environments(dir: &Path) -> Result<Vec<String>, ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        ConfigError::file(&dir.display().to_string(), format!("cannot read the environments directory: {e}"))
-            .with_help("run from the repository root, or pass --environments-dir DIR")
+        ConfigError::file(
+            &dir.display().to_string(),
+            format!("cannot read the environments directory: {e}"),
+        )
+        .with_help("run from the repository root, or pass --environments-dir DIR")
     })?;
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
@@ -52,20 +55,32 @@ pub fn list_environments(dir: &Path) -> Result<Vec<String>, ConfigError> {
 fn valid_env_name(name: &str) -> bool {
     (1..=16).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Reads a file as text, refusing binary content with a clear message.
 fn read_source(path: &Path) -> Result<Arc<SourceFile>, ConfigError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::file(&shown, format!("cannot read: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| ConfigError::file(&shown, format!("cannot read: {e}")))?;
     if bytes.contains(&0) {
-        return Err(ConfigError::file(&shown, "is a binary file (it contains NUL bytes), not YAML".to_string())
-            .with_help("environment files are UTF-8 YAML text"));
+        return Err(ConfigError::file(
+            &shown,
+            "is a binary file (it contains NUL bytes), not YAML".to_string(),
+        )
+        .with_help("environment files are UTF-8 YAML text"));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
-        ConfigError::file(&shown, format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
-            .with_help("save the file as UTF-8")
+        ConfigError::file(
+            &shown,
+            format!(
+                "is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .with_help("save the file as UTF-8")
     })?;
     Ok(Arc::new(SourceFile::new(shown, text)))
 }
@@ -75,17 +90,28 @@ pub fn load(dir: &Path, env: &str) -> Result<Environment, ConfigErrors> {
     let fail = |e: ConfigError| ConfigErrors::from((env.to_string(), e));
     if !valid_env_name(env) {
         return Err(fail(
-            ConfigError::file(&dir.join(format!("{env}.yaml")).display().to_string(), format!("{env:?} is not a valid environment name"))
-                .with_help("1 to 16 lowercase letters, digits or dashes, starting with a letter"),
+            ConfigError::file(
+                &dir.join(format!("{env}.yaml")).display().to_string(),
+                format!("{env:?} is not a valid environment name"),
+            )
+            .with_help("1 to 16 lowercase letters, digits or dashes, starting with a letter"),
         ));
     }
     let env_path: PathBuf = dir.join(format!("{env}.yaml"));
     if !env_path.is_file() {
         let known = list_environments(dir).map_err(fail)?;
-        let mut e = ConfigError::file(&env_path.display().to_string(), format!("environment `{env}` does not exist"));
+        let mut e = ConfigError::file(
+            &env_path.display().to_string(),
+            format!("environment `{env}` does not exist"),
+        );
         e = match de::nearest(env, known.iter().map(String::as_str)) {
-            Some(n) => e.with_help(format!("did you mean `{n}`? environments here: {}", known.join(", "))),
-            None if known.is_empty() => e.with_help("this directory has no environment files; pass --environments-dir DIR"),
+            Some(n) => e.with_help(format!(
+                "did you mean `{n}`? environments here: {}",
+                known.join(", ")
+            )),
+            None if known.is_empty() => {
+                e.with_help("this directory has no environment files; pass --environments-dir DIR")
+            }
             None => e.with_help(format!("environments here: {}", known.join(", "))),
         };
         return Err(fail(e));
@@ -102,17 +128,34 @@ pub fn load(dir: &Path, env: &str) -> Result<Environment, ConfigErrors> {
         nodes.push(yaml::parse(&source).map_err(fail)?);
         files.push(source.name().to_string());
     }
-    let env_file_loc = nodes.last().map_or_else(Loc::builtin, |n| Loc { line: 0, col: 0, offset: 0, len: 0, ..n.loc.clone() });
+    let env_file_loc = nodes.last().map_or_else(Loc::builtin, |n| Loc {
+        line: 0,
+        col: 0,
+        offset: 0,
+        len: 0,
+        ..n.loc.clone()
+    });
     let Some(root) = merge::layer(nodes) else {
-        return Err(fail(ConfigError::file(&env_path.display().to_string(), "no configuration found".to_string())));
+        return Err(fail(ConfigError::file(
+            &env_path.display().to_string(),
+            "no configuration found".to_string(),
+        )));
     };
 
-    let config = EnvironmentConfig::deserialize(de::NodeDe::new(&root)).map_err(|e| fail(e.into_config_error()))?;
+    let config = EnvironmentConfig::deserialize(de::NodeDe::new(&root))
+        .map_err(|e| fail(e.into_config_error()))?;
     let errors = validate::validate(env, &config, &root, env_file_loc);
     if !errors.is_empty() {
-        return Err(ConfigErrors { env: env.to_string(), errors });
+        return Err(ConfigErrors {
+            env: env.to_string(),
+            errors,
+        });
     }
-    Ok(Environment { name: env.to_string(), config, files })
+    Ok(Environment {
+        name: env.to_string(),
+        config,
+        files,
+    })
 }
 
 impl Environment {
@@ -137,7 +180,13 @@ impl Environment {
     pub fn initial_mount_target_azs(&self) -> Vec<String> {
         match &self.config.efs.initial_mount_target_azs {
             Some(list) => list.clone(),
-            None => self.config.availability_zones.iter().take(2).map(|z| z.name.clone()).collect(),
+            None => self
+                .config
+                .availability_zones
+                .iter()
+                .take(2)
+                .map(|z| z.name.clone())
+                .collect(),
         }
     }
 

@@ -17,7 +17,9 @@ fn check_rate(body: &str) -> Result<(), String> {
     let (Some(value), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err("rate takes a value and a unit, e.g. rate(5 minutes)".to_string());
     };
-    let n: u64 = value.parse().map_err(|_| format!("rate value {value:?} is not a whole number"))?;
+    let n: u64 = value
+        .parse()
+        .map_err(|_| format!("rate value {value:?} is not a whole number"))?;
     if n == 0 {
         return Err("rate value must be at least 1".to_string());
     }
@@ -28,13 +30,17 @@ fn check_rate(body: &str) -> Result<(), String> {
         _ => return Err(format!("unit {unit:?} is not minute(s), hour(s) or day(s)")),
     };
     match (n, unit == singular) {
-        (1, false) => Err(format!("EventBridge wants the singular for 1: rate(1 {singular})")),
+        (1, false) => Err(format!(
+            "EventBridge wants the singular for 1: rate(1 {singular})"
+        )),
         (n, true) if n != 1 => Err(format!("EventBridge wants the plural: rate({n} {plural})")),
         _ => Ok(()),
     }
 }
 
-const MONTHS: &[&str] = &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 struct Field {
@@ -56,12 +62,54 @@ fn check_cron(body: &str) -> Result<(), String> {
         ));
     }
     let specs = [
-        Field { name: "minutes", min: 0, max: 59, names: &[], question: false, special: "" },
-        Field { name: "hours", min: 0, max: 23, names: &[], question: false, special: "" },
-        Field { name: "day-of-month", min: 1, max: 31, names: &[], question: true, special: "LW" },
-        Field { name: "month", min: 1, max: 12, names: MONTHS, question: false, special: "" },
-        Field { name: "day-of-week", min: 1, max: 7, names: DAYS, question: true, special: "L#" },
-        Field { name: "year", min: 1970, max: 2199, names: &[], question: false, special: "" },
+        Field {
+            name: "minutes",
+            min: 0,
+            max: 59,
+            names: &[],
+            question: false,
+            special: "",
+        },
+        Field {
+            name: "hours",
+            min: 0,
+            max: 23,
+            names: &[],
+            question: false,
+            special: "",
+        },
+        Field {
+            name: "day-of-month",
+            min: 1,
+            max: 31,
+            names: &[],
+            question: true,
+            special: "LW",
+        },
+        Field {
+            name: "month",
+            min: 1,
+            max: 12,
+            names: MONTHS,
+            question: false,
+            special: "",
+        },
+        Field {
+            name: "day-of-week",
+            min: 1,
+            max: 7,
+            names: DAYS,
+            question: true,
+            special: "L#",
+        },
+        Field {
+            name: "year",
+            min: 1970,
+            max: 2199,
+            names: &[],
+            question: false,
+            special: "",
+        },
     ];
     for (text, spec) in fields.iter().zip(&specs) {
         check_field(text, spec)?;
@@ -73,9 +121,28 @@ fn check_cron(body: &str) -> Result<(), String> {
 }
 
 fn check_field(text: &str, spec: &Field) -> Result<(), String> {
-    let bad = || format!("{} field {text:?} is not valid ({}-{}{})", spec.name, spec.min, spec.max, if spec.names.is_empty() { String::new() } else { format!(" or {}", spec.names.join(",")) });
+    let bad = || {
+        format!(
+            "{} field {text:?} is not valid ({}-{}{})",
+            spec.name,
+            spec.min,
+            spec.max,
+            if spec.names.is_empty() {
+                String::new()
+            } else {
+                format!(" or {}", spec.names.join(","))
+            }
+        )
+    };
     if text == "?" {
-        return if spec.question { Ok(()) } else { Err(format!("`?` is only allowed in day-of-month or day-of-week, not {}", spec.name)) };
+        return if spec.question {
+            Ok(())
+        } else {
+            Err(format!(
+                "`?` is only allowed in day-of-month or day-of-week, not {}",
+                spec.name
+            ))
+        };
     }
     if text == "*" {
         return Ok(());
@@ -97,7 +164,9 @@ fn check_field(text: &str, spec: &Field) -> Result<(), String> {
         if spec.special.contains('L') && item == "L" {
             continue;
         }
-        if spec.special.contains('W') && (item == "LW" || item.strip_suffix('W').is_some_and(|d| value(d).is_ok())) {
+        if spec.special.contains('W')
+            && (item == "LW" || item.strip_suffix('W').is_some_and(|d| value(d).is_ok()))
+        {
             continue;
         }
         if spec.special.contains('#') {

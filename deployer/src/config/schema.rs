@@ -69,7 +69,11 @@ pub struct Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Network { vpc_cidr: "10.0.0.0/16".to_string(), egress: Egress::VpcEndpoints, nat_gateways: NatGateways::PerAz }
+        Network {
+            vpc_cidr: "10.0.0.0/16".to_string(),
+            egress: Egress::VpcEndpoints,
+            nat_gateways: NatGateways::PerAz,
+        }
     }
 }
 
@@ -246,7 +250,10 @@ pub struct CircuitBreaker {
 
 impl Default for CircuitBreaker {
     fn default() -> Self {
-        CircuitBreaker { enabled: true, rollback: true }
+        CircuitBreaker {
+            enabled: true,
+            rollback: true,
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use super::yaml::{Node, Value};
 
 /// CloudWatch Logs' accepted `RetentionInDays` values.
 pub const RETENTION_DAYS: &[u32] = &[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
 ];
 /// EFS lifecycle transition periods, in days.
 pub const TRANSITION_DAYS: &[u32] = &[1, 7, 14, 30, 60, 90, 180, 270, 365];
@@ -67,7 +68,11 @@ impl<'a> Locator<'a> {
                 found = &node.loc;
             }
         }
-        if found.file.is_none() { self.fallback.clone() } else { found.clone() }
+        if found.file.is_none() {
+            self.fallback.clone()
+        } else {
+            found.clone()
+        }
     }
 }
 
@@ -80,18 +85,31 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn fail(&mut self, path: &str, message: String, help: impl Into<String>) {
         let loc = self.locator.loc(path);
-        self.errors.push(ConfigError::at(&loc, Some(path.to_string()), message).with_help(help));
+        self.errors
+            .push(ConfigError::at(&loc, Some(path.to_string()), message).with_help(help));
     }
 
     fn range(&mut self, path: &str, value: u64, min: u64, max: u64, why: &str) {
         if value < min || value > max {
-            self.fail(path, format!("{value} is out of range"), format!("allowed: {min} to {max}; {why}"));
+            self.fail(
+                path,
+                format!("{value} is out of range"),
+                format!("allowed: {min} to {max}; {why}"),
+            );
         }
     }
 }
 
-pub fn validate(env: &str, config: &EnvironmentConfig, root: &Node, fallback: Loc) -> Vec<ConfigError> {
-    let mut c = Checker { locator: Locator::new(root, fallback), errors: Vec::new() };
+pub fn validate(
+    env: &str,
+    config: &EnvironmentConfig,
+    root: &Node,
+    fallback: Loc,
+) -> Vec<ConfigError> {
+    let mut c = Checker {
+        locator: Locator::new(root, fallback),
+        errors: Vec::new(),
+    };
     check_names(&mut c, env, config);
     check_zones_and_network(&mut c, config);
     check_efs(&mut c, config);
@@ -105,7 +123,8 @@ fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
     let p = &config.project;
     let ok = p.len() <= 20
         && p.starts_with(|ch: char| ch.is_ascii_lowercase())
-        && p.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        && p.chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
         && !p.ends_with('-')
         && !p.contains("--");
     if !ok {
@@ -134,25 +153,44 @@ fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
     let parts: Vec<&str> = r.split('-').collect();
     let region_ok = parts.len() >= 3
         && parts[0].len() == 2
-        && parts.iter().all(|s| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()))
-        && parts.last().is_some_and(|s| s.chars().all(|ch| ch.is_ascii_digit()));
+        && parts.iter().all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|s| s.chars().all(|ch| ch.is_ascii_digit()));
     if !region_ok {
-        c.fail("region", format!("{r:?} is not an AWS region name"), "e.g. ap-northeast-1, us-east-1, eu-west-2");
+        c.fail(
+            "region",
+            format!("{r:?} is not an AWS region name"),
+            "e.g. ap-northeast-1, us-east-1, eu-west-2",
+        );
     }
 
     if let Some(url) = &config.endpoint_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            c.fail("endpoint_url", format!("{url:?} is not an http(s) URL"), "e.g. http://127.0.0.1:5000");
+            c.fail(
+                "endpoint_url",
+                format!("{url:?} is not an http(s) URL"),
+                "e.g. http://127.0.0.1:5000",
+            );
         }
     }
 
     if let Some(name) = &config.ssm_parameter_name {
-        let segments_ok = name
-            .split('/')
-            .skip(1)
-            .all(|s| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)));
+        let segments_ok = name.split('/').skip(1).all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+        });
         let lower = name.to_ascii_lowercase();
-        if !name.starts_with('/') || !segments_ok || name.len() > 1011 || lower.starts_with("/aws") || lower.starts_with("/ssm")
+        if !name.starts_with('/')
+            || !segments_ok
+            || name.len() > 1011
+            || lower.starts_with("/aws")
+            || lower.starts_with("/ssm")
         {
             c.fail(
                 "ssm_parameter_name",
@@ -164,16 +202,35 @@ fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
 
     for (key, value) in &config.tags {
         let path = format!("tags.{key}");
-        let chars_ok = |s: &str| s.chars().all(|ch| ch.is_alphanumeric() || ch.is_whitespace() || "_.:/=+-@".contains(ch));
-        if key.is_empty() || key.chars().count() > 128 || key.to_ascii_lowercase().starts_with("aws:") || !chars_ok(key) {
-            c.fail(&path, format!("tag key {key:?} is not allowed"), "1 to 128 letters, digits, spaces or _ . : / = + - @, not starting with aws:");
+        let chars_ok = |s: &str| {
+            s.chars()
+                .all(|ch| ch.is_alphanumeric() || ch.is_whitespace() || "_.:/=+-@".contains(ch))
+        };
+        if key.is_empty()
+            || key.chars().count() > 128
+            || key.to_ascii_lowercase().starts_with("aws:")
+            || !chars_ok(key)
+        {
+            c.fail(
+                &path,
+                format!("tag key {key:?} is not allowed"),
+                "1 to 128 letters, digits, spaces or _ . : / = + - @, not starting with aws:",
+            );
         }
         if value.chars().count() > 256 || !chars_ok(value) {
-            c.fail(&path, format!("tag value {value:?} is not allowed"), "up to 256 letters, digits, spaces or _ . : / = + - @");
+            c.fail(
+                &path,
+                format!("tag value {value:?} is not allowed"),
+                "up to 256 letters, digits, spaces or _ . : / = + - @",
+            );
         }
     }
     if config.tags.len() > 40 {
-        c.fail("tags", format!("{} tags", config.tags.len()), "at most 40: AWS allows 50 per resource and the deployer adds its own");
+        c.fail(
+            "tags",
+            format!("{} tags", config.tags.len()),
+            "at most 40: AWS allows 50 per resource and the deployer adds its own",
+        );
     }
 }
 
@@ -181,7 +238,11 @@ fn parse_cidr(c: &mut Checker<'_>, path: &str, text: &str) -> Option<Ipv4Net> {
     let net: Ipv4Net = match text.parse() {
         Ok(n) => n,
         Err(_) => {
-            c.fail(path, format!("{text:?} is not an IPv4 CIDR block"), "write it as address/prefix, e.g. 10.0.1.0/24");
+            c.fail(
+                path,
+                format!("{text:?} is not an IPv4 CIDR block"),
+                "write it as address/prefix, e.g. 10.0.1.0/24",
+            );
             return None;
         }
     };
@@ -189,12 +250,19 @@ fn parse_cidr(c: &mut Checker<'_>, path: &str, text: &str) -> Option<Ipv4Net> {
         c.fail(
             path,
             format!("{text:?} has host bits set"),
-            format!("the block starts at its network address: did you mean {}?", net.trunc()),
+            format!(
+                "the block starts at its network address: did you mean {}?",
+                net.trunc()
+            ),
         );
         return None;
     }
     if !(16..=28).contains(&net.prefix_len()) {
-        c.fail(path, format!("{text:?} has prefix /{}", net.prefix_len()), "AWS allows VPC and subnet prefixes from /16 to /28");
+        c.fail(
+            path,
+            format!("{text:?} has prefix /{}", net.prefix_len()),
+            "AWS allows VPC and subnet prefixes from /16 to /28",
+        );
         return None;
     }
     Some(net)
@@ -213,16 +281,27 @@ fn check_zones_and_network(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     for (i, zone) in zones.iter().enumerate() {
         let path = format!("availability_zones[{i}].name");
         let suffix = zone.name.strip_prefix(config.region.as_str());
-        let ok = suffix.is_some_and(|s| s.len() == 1 && s.chars().all(|ch| ch.is_ascii_lowercase()));
+        let ok =
+            suffix.is_some_and(|s| s.len() == 1 && s.chars().all(|ch| ch.is_ascii_lowercase()));
         if !ok {
             c.fail(
                 &path,
-                format!("{:?} is not an availability zone of region {}", zone.name, config.region),
-                format!("zone names are the region plus one letter, e.g. {}a, {}c", config.region, config.region),
+                format!(
+                    "{:?} is not an availability zone of region {}",
+                    zone.name, config.region
+                ),
+                format!(
+                    "zone names are the region plus one letter, e.g. {}a, {}c",
+                    config.region, config.region
+                ),
             );
         }
         if !seen.insert(zone.name.as_str()) {
-            c.fail(&path, format!("{:?} is listed twice", zone.name), "each zone once: EFS allows one mount target per zone");
+            c.fail(
+                &path,
+                format!("{:?} is listed twice", zone.name),
+                "each zone once: EFS allows one mount target per zone",
+            );
         }
     }
 
@@ -232,7 +311,10 @@ fn check_zones_and_network(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     };
     let mut subnets: Vec<(String, Ipv4Net)> = Vec::new();
     for (i, zone) in zones.iter().enumerate() {
-        let mut blocks = vec![(format!("availability_zones[{i}].private_subnet_cidr"), Some(&zone.private_subnet_cidr))];
+        let mut blocks = vec![(
+            format!("availability_zones[{i}].private_subnet_cidr"),
+            Some(&zone.private_subnet_cidr),
+        )];
         let public_path = format!("availability_zones[{i}].public_subnet_cidr");
         match (net.egress, &zone.public_subnet_cidr) {
             (Egress::Nat, None) => c.fail(
@@ -250,14 +332,27 @@ fn check_zones_and_network(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         }
         for (path, cidr) in blocks {
             let Some(cidr) = cidr else { continue };
-            let Some(block) = parse_cidr(c, &path, cidr) else { continue };
+            let Some(block) = parse_cidr(c, &path, cidr) else {
+                continue;
+            };
             if !vpc.contains(&block) {
-                c.fail(&path, format!("{block} is outside the VPC {vpc}"), format!("choose a block inside network.vpc_cidr ({vpc})"));
+                c.fail(
+                    &path,
+                    format!("{block} is outside the VPC {vpc}"),
+                    format!("choose a block inside network.vpc_cidr ({vpc})"),
+                );
                 continue;
             }
-            if let Some((other, _)) = subnets.iter().find(|(_, b)| b.contains(&block.network()) || block.contains(&b.network())) {
+            if let Some((other, _)) = subnets
+                .iter()
+                .find(|(_, b)| b.contains(&block.network()) || block.contains(&b.network()))
+            {
                 let other = other.clone();
-                c.fail(&path, format!("{block} overlaps {other}"), "subnets of one VPC must not overlap");
+                c.fail(
+                    &path,
+                    format!("{block} overlaps {other}"),
+                    "subnets of one VPC must not overlap",
+                );
                 continue;
             }
             subnets.push((path, block));
@@ -285,7 +380,9 @@ fn check_efs(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         ),
         _ => {}
     }
-    if efs.performance_mode == PerformanceMode::MaxIo && efs.throughput_mode == ThroughputMode::Elastic {
+    if efs.performance_mode == PerformanceMode::MaxIo
+        && efs.throughput_mode == ThroughputMode::Elastic
+    {
         c.fail(
             "efs.performance_mode",
             "maxIO cannot be combined with elastic throughput".to_string(),
@@ -294,14 +391,26 @@ fn check_efs(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     }
     if let Some(days) = efs.transition_to_ia_days {
         if !TRANSITION_DAYS.contains(&days) {
-            c.fail("efs.transition_to_ia_days", format!("{days} is not an EFS transition period"), format!("allowed: {TRANSITION_DAYS:?} or null for never"));
+            c.fail(
+                "efs.transition_to_ia_days",
+                format!("{days} is not an EFS transition period"),
+                format!("allowed: {TRANSITION_DAYS:?} or null for never"),
+            );
         }
     }
     if let Some(days) = efs.transition_to_archive_days {
         if !TRANSITION_DAYS.contains(&days) {
-            c.fail("efs.transition_to_archive_days", format!("{days} is not an EFS transition period"), format!("allowed: {TRANSITION_DAYS:?} or null for never"));
+            c.fail(
+                "efs.transition_to_archive_days",
+                format!("{days} is not an EFS transition period"),
+                format!("allowed: {TRANSITION_DAYS:?} or null for never"),
+            );
         } else if efs.throughput_mode != ThroughputMode::Elastic {
-            c.fail("efs.transition_to_archive_days", "Archive storage needs elastic throughput".to_string(), "set efs.throughput_mode: elastic, or remove the archive transition");
+            c.fail(
+                "efs.transition_to_archive_days",
+                "Archive storage needs elastic throughput".to_string(),
+                "set efs.throughput_mode: elastic, or remove the archive transition",
+            );
         } else if efs.transition_to_ia_days.is_some_and(|ia| ia >= days) {
             c.fail("efs.transition_to_archive_days", format!("{days} days is not after the IA transition"), "files move to Archive after they move to Infrequent Access: choose more days than transition_to_ia_days");
         }
@@ -313,23 +422,43 @@ fn check_efs(c: &mut Checker<'_>, config: &EnvironmentConfig) {
             && parts[2] == "kms"
             && (parts[5].starts_with("key/") || parts[5].starts_with("alias/"));
         if !ok {
-            c.fail("efs.kms_key_arn", format!("{arn:?} is not a KMS key ARN"), "arn:aws:kms:REGION:ACCOUNT:key/KEY-ID, or null for the AWS managed key");
+            c.fail(
+                "efs.kms_key_arn",
+                format!("{arn:?} is not a KMS key ARN"),
+                "arn:aws:kms:REGION:ACCOUNT:key/KEY-ID, or null for the AWS managed key",
+            );
         }
     }
 
-    let zone_names: Vec<&str> = config.availability_zones.iter().map(|z| z.name.as_str()).collect();
+    let zone_names: Vec<&str> = config
+        .availability_zones
+        .iter()
+        .map(|z| z.name.as_str())
+        .collect();
     if let Some(initial) = &efs.initial_mount_target_azs {
         if initial.is_empty() {
-            c.fail("efs.initial_mount_target_azs", "no initial mount targets".to_string(), "list at least one zone; the router needs a mount target to start");
+            c.fail(
+                "efs.initial_mount_target_azs",
+                "no initial mount targets".to_string(),
+                "list at least one zone; the router needs a mount target to start",
+            );
         }
         let mut seen = BTreeSet::new();
         for (i, az) in initial.iter().enumerate() {
             let path = format!("efs.initial_mount_target_azs[{i}]");
             if !zone_names.contains(&az.as_str()) {
-                c.fail(&path, format!("{az:?} is not one of the configured zones"), format!("choose from availability_zones: {}", zone_names.join(", ")));
+                c.fail(
+                    &path,
+                    format!("{az:?} is not one of the configured zones"),
+                    format!("choose from availability_zones: {}", zone_names.join(", ")),
+                );
             }
             if !seen.insert(az) {
-                c.fail(&path, format!("{az:?} is listed twice"), "EFS allows one mount target per zone");
+                c.fail(
+                    &path,
+                    format!("{az:?} is listed twice"),
+                    "EFS allows one mount target per zone",
+                );
             }
         }
     }
@@ -344,16 +473,44 @@ fn check_scaler(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         c.fail("scaler.file_count_threshold", "0 is not allowed".to_string(), "the scaler adds a mount target when the count exceeds this; use a positive number such as 100000");
     }
     let dir = &s.target_directory;
-    if !dir.starts_with('/') || dir.split('/').any(|seg| seg == ".." || seg == ".") || dir.contains('\0') || dir.contains("//") {
-        c.fail("scaler.target_directory", format!("{dir:?} is not a clean absolute path"), "a path inside the file system such as / or /data/uploads, without . or .. segments");
+    if !dir.starts_with('/')
+        || dir.split('/').any(|seg| seg == ".." || seg == ".")
+        || dir.contains('\0')
+        || dir.contains("//")
+    {
+        c.fail(
+            "scaler.target_directory",
+            format!("{dir:?} is not a clean absolute path"),
+            "a path inside the file system such as / or /data/uploads, without . or .. segments",
+        );
     }
-    c.range("scaler.memory_mb", s.memory_mb.into(), 128, 10240, "Lambda memory in MB");
-    c.range("scaler.timeout_seconds", s.timeout_seconds.into(), 30, 900, "Lambda allows up to 900 s; the scaler needs time to wait for a new mount target");
+    c.range(
+        "scaler.memory_mb",
+        s.memory_mb.into(),
+        128,
+        10240,
+        "Lambda memory in MB",
+    );
+    c.range(
+        "scaler.timeout_seconds",
+        s.timeout_seconds.into(),
+        30,
+        900,
+        "Lambda allows up to 900 s; the scaler needs time to wait for a new mount target",
+    );
     if s.reserved_concurrency != 1 {
-        c.fail("scaler.reserved_concurrency", format!("{} is not allowed", s.reserved_concurrency), "must be 1: two runs at once could each create a mount target");
+        c.fail(
+            "scaler.reserved_concurrency",
+            format!("{} is not allowed", s.reserved_concurrency),
+            "must be 1: two runs at once could each create a mount target",
+        );
     }
     let zones = config.availability_zones.len() as u64;
-    let initial = config.efs.initial_mount_target_azs.as_ref().map_or(2.min(zones), |v| v.len() as u64);
+    let initial = config
+        .efs
+        .initial_mount_target_azs
+        .as_ref()
+        .map_or(2.min(zones), |v| v.len() as u64);
     if let Some(max) = s.max_mount_targets {
         if u64::from(max) < initial.max(1) || u64::from(max) > zones {
             c.fail(
@@ -367,7 +524,13 @@ fn check_scaler(c: &mut Checker<'_>, config: &EnvironmentConfig) {
 
 fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     let s = &config.service;
-    c.range("service.desired_count", s.desired_count.into(), 1, 100, "the router needs at least one task");
+    c.range(
+        "service.desired_count",
+        s.desired_count.into(),
+        1,
+        100,
+        "the router needs at least one task",
+    );
     match fargate_memory_options(s.cpu) {
         None => c.fail(
             "service.cpu",
@@ -376,24 +539,51 @@ fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         ),
         Some(options) if !options.contains(&s.memory) => {
             let list = if options.len() > 8 {
-                format!("{} to {} in steps of {}", options[0], options[options.len() - 1], options[1] - options[0])
+                format!(
+                    "{} to {} in steps of {}",
+                    options[0],
+                    options[options.len() - 1],
+                    options[1] - options[0]
+                )
             } else {
-                options.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                options
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
-            c.fail("service.memory", format!("{} MiB is not valid with cpu {}", s.memory, s.cpu), format!("with cpu {} Fargate allows memory {list}", s.cpu));
+            c.fail(
+                "service.memory",
+                format!("{} MiB is not valid with cpu {}", s.memory, s.cpu),
+                format!("with cpu {} Fargate allows memory {list}", s.cpu),
+            );
         }
         Some(_) => {}
     }
     if s.port < 1024 || s.port == 2049 {
-        c.fail("service.port", format!("{} is not allowed", s.port), "1024 to 65535 except 2049: the router runs as a non-root user and 2049 is NFS");
+        c.fail(
+            "service.port",
+            format!("{} is not allowed", s.port),
+            "1024 to 65535 except 2049: the router runs as a non-root user and 2049 is NFS",
+        );
     }
-    c.range("service.health_check_grace_seconds", s.health_check_grace_seconds.into(), 0, 3600, "seconds");
+    c.range(
+        "service.health_check_grace_seconds",
+        s.health_check_grace_seconds.into(),
+        0,
+        3600,
+        "seconds",
+    );
 }
 
 fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     let days = config.logs.retention_days;
     if !RETENTION_DAYS.contains(&days) {
-        let nearest = RETENTION_DAYS.iter().min_by_key(|d| d.abs_diff(days)).copied().unwrap_or(30);
+        let nearest = RETENTION_DAYS
+            .iter()
+            .min_by_key(|d| d.abs_diff(days))
+            .copied()
+            .unwrap_or(30);
         c.fail(
             "logs.retention_days",
             format!("{days} is not a CloudWatch Logs retention value"),
@@ -402,10 +592,17 @@ fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     }
     for (i, email) in config.alarms.email_subscriptions.iter().enumerate() {
         let ok = email.split_once('@').is_some_and(|(user, domain)| {
-            !user.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         }) && !email.chars().any(char::is_whitespace);
         if !ok {
-            c.fail(&format!("alarms.email_subscriptions[{i}]"), format!("{email:?} is not an e-mail address"), "e.g. ops@example.com");
+            c.fail(
+                &format!("alarms.email_subscriptions[{i}]"),
+                format!("{email:?} is not an e-mail address"),
+                "e.g. ops@example.com",
+            );
         }
     }
 }

@@ -91,14 +91,21 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, ConfigError> {
         return Err(ConfigError::at(
             &whole,
             None,
-            format!("file is {} bytes; environment files are limited to {MAX_FILE_BYTES}", text.len()),
+            format!(
+                "file is {} bytes; environment files are limited to {MAX_FILE_BYTES}",
+                text.len()
+            ),
         )
-        .with_help("an environment file holds a few dozen keys; check that this is the right file"));
+        .with_help(
+            "an environment file holds a few dozen keys; check that this is the right file",
+        ));
     }
     if text.trim().is_empty() {
-        return Err(ConfigError::at(&whole, None, "file is empty".to_string()).with_help(
-            "write at least one key, e.g. `region: ap-northeast-1`, or delete the file",
-        ));
+        return Err(
+            ConfigError::at(&whole, None, "file is empty".to_string()).with_help(
+                "write at least one key, e.g. `region: ap-northeast-1`, or delete the file",
+            ),
+        );
     }
 
     let mut builder = Builder::new(file);
@@ -108,8 +115,10 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, ConfigError> {
             Ok((event, span)) => builder.on_event(event, span)?,
             Err(e) => {
                 let loc = builder.loc_at(e.marker().index(), 1);
-                return Err(ConfigError::at(&loc, None, format!("invalid YAML: {}", e.info()))
-                    .with_label("here"));
+                return Err(
+                    ConfigError::at(&loc, None, format!("invalid YAML: {}", e.info()))
+                        .with_label("here"),
+                );
             }
         }
     }
@@ -118,16 +127,32 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, ConfigError> {
         Some(root) => Err(ConfigError::at(
             &root.loc,
             None,
-            format!("the top level must be a map of keys, found {}", root.describe()),
+            format!(
+                "the top level must be a map of keys, found {}",
+                root.describe()
+            ),
         )
         .with_help("write `key: value` lines, e.g. `region: ap-northeast-1`")),
-        None => Err(ConfigError::at(&whole, None, "file holds no YAML document".to_string())),
+        None => Err(ConfigError::at(
+            &whole,
+            None,
+            "file holds no YAML document".to_string(),
+        )),
     }
 }
 
 enum Open {
-    Seq { items: Vec<Node>, loc: Loc, anchor: usize },
-    Map { entries: Vec<(Key, Node)>, pending_key: Option<Key>, loc: Loc, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        loc: Loc,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Key, Node)>,
+        pending_key: Option<Key>,
+        loc: Loc,
+        anchor: usize,
+    },
 }
 
 struct Builder<'a> {
@@ -141,7 +166,14 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(file: &'a Arc<SourceFile>) -> Self {
-        Builder { file, stack: Vec::new(), root: None, anchors: HashMap::new(), nodes: 0, documents: 0 }
+        Builder {
+            file,
+            stack: Vec::new(),
+            root: None,
+            anchors: HashMap::new(),
+            nodes: 0,
+            documents: 0,
+        }
     }
 
     fn loc_at(&self, char_index: usize, char_len: usize) -> Loc {
@@ -172,8 +204,12 @@ impl<'a> Builder<'a> {
             Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Err(ConfigError::at(&loc, None, "a second YAML document (`---`)".to_string())
-                        .with_help("an environment file is one document; remove the extra `---`"));
+                    return Err(ConfigError::at(
+                        &loc,
+                        None,
+                        "a second YAML document (`---`)".to_string(),
+                    )
+                    .with_help("an environment file is one document; remove the extra `---`"));
                 }
                 Ok(())
             }
@@ -200,22 +236,40 @@ impl<'a> Builder<'a> {
             }
             Event::SequenceStart(anchor, tag) => {
                 self.reject_tag(tag.is_some(), &loc)?;
-                self.open(Open::Seq { items: Vec::new(), loc, anchor })
+                self.open(Open::Seq {
+                    items: Vec::new(),
+                    loc,
+                    anchor,
+                })
             }
             Event::MappingStart(anchor, tag) => {
                 self.reject_tag(tag.is_some(), &loc)?;
-                self.open(Open::Map { entries: Vec::new(), pending_key: None, loc, anchor })
+                self.open(Open::Map {
+                    entries: Vec::new(),
+                    pending_key: None,
+                    loc,
+                    anchor,
+                })
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Open::Seq { items, loc, anchor }) => (Node::new(Value::Seq(items), loc), anchor),
-                    Some(Open::Map { entries, loc, anchor, .. }) => {
-                        (Node::new(Value::Map(entries), loc), anchor)
+                    Some(Open::Seq { items, loc, anchor }) => {
+                        (Node::new(Value::Seq(items), loc), anchor)
                     }
+                    Some(Open::Map {
+                        entries,
+                        loc,
+                        anchor,
+                        ..
+                    }) => (Node::new(Value::Map(entries), loc), anchor),
                     // The parser only emits balanced events; an unbalanced end is a parser bug
                     // and is reported as invalid YAML rather than trusted.
                     None => {
-                        return Err(ConfigError::at(&loc, None, "unbalanced YAML structure".to_string()));
+                        return Err(ConfigError::at(
+                            &loc,
+                            None,
+                            "unbalanced YAML structure".to_string(),
+                        ));
                     }
                 };
                 // Children were counted as they arrived and the collection when it opened.
@@ -223,12 +277,20 @@ impl<'a> Builder<'a> {
             }
             Event::Alias(id) => {
                 let Some(size) = self.anchors.get(&id).map(Node::size) else {
-                    return Err(ConfigError::at(&loc, None, "alias to an unknown anchor".to_string()));
+                    return Err(ConfigError::at(
+                        &loc,
+                        None,
+                        "alias to an unknown anchor".to_string(),
+                    ));
                 };
                 // Check the budget before cloning, so a bomb never allocates.
                 self.count(size, &loc)?;
                 let Some(mut node) = self.anchors.get(&id).cloned() else {
-                    return Err(ConfigError::at(&loc, None, "alias to an unknown anchor".to_string()));
+                    return Err(ConfigError::at(
+                        &loc,
+                        None,
+                        "alias to an unknown anchor".to_string(),
+                    ));
                 };
                 node.loc = loc;
                 self.attach(node)
@@ -238,7 +300,11 @@ impl<'a> Builder<'a> {
 
     fn reject_tag(&self, tagged: bool, loc: &Loc) -> Result<(), ConfigError> {
         if tagged {
-            return Err(ConfigError::at(loc, None, "YAML tags are not supported here".to_string()));
+            return Err(ConfigError::at(
+                loc,
+                None,
+                "YAML tags are not supported here".to_string(),
+            ));
         }
         Ok(())
     }
@@ -248,7 +314,11 @@ impl<'a> Builder<'a> {
             Open::Seq { loc, .. } | Open::Map { loc, .. } => loc.clone(),
         };
         if self.stack.len() >= MAX_DEPTH {
-            return Err(ConfigError::at(&loc, None, format!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(ConfigError::at(
+                &loc,
+                None,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
         }
         self.count(1, &loc)?;
         self.stack.push(open);
@@ -275,7 +345,11 @@ impl<'a> Builder<'a> {
                 items.push(node);
                 Ok(())
             }
-            Some(Open::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Open::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 None => {
                     let name = match node.value {
                         Value::String(s) => s,
@@ -296,13 +370,20 @@ impl<'a> Builder<'a> {
                         }
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
-                        return Err(ConfigError::at(&node.loc, Some(name.clone()), "duplicate key".to_string())
-                            .with_help(format!(
-                                "`{name}` is already set at line {}; keep one of them",
-                                first.loc.line
-                            )));
+                        return Err(ConfigError::at(
+                            &node.loc,
+                            Some(name.clone()),
+                            "duplicate key".to_string(),
+                        )
+                        .with_help(format!(
+                            "`{name}` is already set at line {}; keep one of them",
+                            first.loc.line
+                        )));
                     }
-                    *pending_key = Some(Key { name, loc: node.loc });
+                    *pending_key = Some(Key {
+                        name,
+                        loc: node.loc,
+                    });
                     Ok(())
                 }
                 Some(key) => {
@@ -326,8 +407,13 @@ fn resolve_plain(text: &str) -> Value {
     if let Some(v) = parse_int(text) {
         return Value::Int(v);
     }
-    let looks_numeric = text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
-    if looks_numeric && text.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) {
+    let looks_numeric =
+        text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.');
+    if looks_numeric
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    {
         if let Ok(f) = text.parse::<f64>() {
             return Value::Float(f);
         }
@@ -360,12 +446,16 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<Node, ConfigError> {
-        parse(&Arc::new(SourceFile::new("t.yaml".into(), text.to_string())))
+        parse(&Arc::new(SourceFile::new(
+            "t.yaml".into(),
+            text.to_string(),
+        )))
     }
 
     #[test]
     fn resolves_core_schema_scalars() {
-        let n = parse_str("a: 1\nb: true\nc: ~\nd: '1'\ne: yes\nf: 1.5\ng: 0x10\nh: 10.0.0.0/16\n").unwrap();
+        let n = parse_str("a: 1\nb: true\nc: ~\nd: '1'\ne: yes\nf: 1.5\ng: 0x10\nh: 10.0.0.0/16\n")
+            .unwrap();
         assert_eq!(n.get("a").unwrap().value, Value::Int(1));
         assert_eq!(n.get("b").unwrap().value, Value::Bool(true));
         assert_eq!(n.get("c").unwrap().value, Value::Null);
@@ -373,7 +463,10 @@ mod tests {
         assert_eq!(n.get("e").unwrap().value, Value::String("yes".into()));
         assert_eq!(n.get("f").unwrap().value, Value::Float(1.5));
         assert_eq!(n.get("g").unwrap().value, Value::Int(16));
-        assert_eq!(n.get("h").unwrap().value, Value::String("10.0.0.0/16".into()));
+        assert_eq!(
+            n.get("h").unwrap().value,
+            Value::String("10.0.0.0/16".into())
+        );
     }
 
     #[test]
@@ -416,21 +509,49 @@ mod tests {
 
     #[test]
     fn rejects_non_map_top_level_and_empty() {
-        assert!(parse_str("- a\n- b\n").unwrap_err().to_string().contains("top level"));
-        assert!(parse_str("  \n\n").unwrap_err().to_string().contains("empty"));
-        assert!(parse_str("---\na: 1\n---\nb: 2\n").unwrap_err().to_string().contains("second YAML document"));
+        assert!(
+            parse_str("- a\n- b\n")
+                .unwrap_err()
+                .to_string()
+                .contains("top level")
+        );
+        assert!(
+            parse_str("  \n\n")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        assert!(
+            parse_str("---\na: 1\n---\nb: 2\n")
+                .unwrap_err()
+                .to_string()
+                .contains("second YAML document")
+        );
     }
 
     #[test]
     fn rejects_tags_and_non_string_keys() {
         assert!(parse_str("a: !!binary abc\n").is_err());
-        assert!(parse_str("1: a\n").unwrap_err().to_string().contains("keys must be strings"));
-        assert_eq!(parse_str("a: !!str 12\n").unwrap().get("a").unwrap().value, Value::String("12".into()));
+        assert!(
+            parse_str("1: a\n")
+                .unwrap_err()
+                .to_string()
+                .contains("keys must be strings")
+        );
+        assert_eq!(
+            parse_str("a: !!str 12\n").unwrap().get("a").unwrap().value,
+            Value::String("12".into())
+        );
     }
 
     #[test]
     fn rejects_deep_nesting() {
         let text = format!("a: {}{}\n", "[".repeat(200), "]".repeat(200));
-        assert!(parse_str(&text).unwrap_err().to_string().contains("nesting"));
+        assert!(
+            parse_str(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("nesting")
+        );
     }
 }

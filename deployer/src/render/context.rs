@@ -1,0 +1,456 @@
+//! What the templates see. Decisions live here, in Rust, where they are typed and tested;
+//! the templates only place values. Strings reach the templates raw and are written with
+//! the `json` helper, so no configured value can break the YAML.
+
+use serde::Serialize;
+
+use crate::config::{
+    Architecture, DeletionPolicy, Egress, Environment, NatGateways, PerformanceMode, ScalingPolicy,
+    ThroughputMode,
+};
+
+/// AWS services the scaler and the tasks call, reached through interface endpoints when
+/// the environment has no NAT. S3 (image layers) uses the free gateway endpoint instead.
+const INTERFACE_ENDPOINTS: &[(&str, &str, &str)] = &[
+    (
+        "ElasticFileSystem",
+        "elasticfilesystem",
+        "the scaler describes and creates mount targets",
+    ),
+    (
+        "Ssm",
+        "ssm",
+        "the scaler writes and the router reads the mount-target list",
+    ),
+    (
+        "Ecs",
+        "ecs",
+        "the scaler forces a new deployment of the router service",
+    ),
+    (
+        "EcrApi",
+        "ecr.api",
+        "tasks authenticate to the image repository",
+    ),
+    ("EcrDkr", "ecr.dkr", "tasks pull the router image"),
+    (
+        "Logs",
+        "logs",
+        "tasks ship their logs with the awslogs driver",
+    ),
+];
+
+/// Where the router binary sits in the image (the image contract with `deployer package`).
+pub const ROUTER_BINARY: &str = "/usr/local/bin/efs-router";
+/// Where Lambda mounts the file system for the scaler.
+pub const SCALER_MOUNT_PATH: &str = "/mnt/efs";
+
+#[derive(Debug, Serialize)]
+pub struct Context {
+    pub env: String,
+    pub project: String,
+    pub stack_name: String,
+    pub description: String,
+    pub tags: Vec<Tag>,
+    pub zones: Vec<Zone>,
+    pub network: NetworkCtx,
+    pub efs: EfsCtx,
+    pub scaler: ScalerCtx,
+    pub service: ServiceCtx,
+    pub monitoring: MonitoringCtx,
+    pub ssm_parameter_name: String,
+    /// `Fn::Sub` body of the parameter's ARN (the parameter is not a stack resource).
+    pub ssm_parameter_arn: String,
+    pub ecr_repository: String,
+    /// Comma-separated zones that get a mount target with the stack.
+    pub initial_mount_target_zones: String,
+}
+
+/// The bootstrap template's context. The bootstrap stack is shared by every environment
+/// of an account and region, so it carries no environment tags.
+#[derive(Debug, Serialize)]
+pub struct BootstrapContext {
+    pub project: String,
+    pub tags: Vec<Tag>,
+    pub bootstrap: BootstrapCtx,
+}
+
+#[derive(Debug, Serialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Zone {
+    pub name: String,
+    /// Logical-id suffix: the zone letter, upper case (`ap-northeast-1c` → `C`). Stable when
+    /// zones are added or reordered, so no resource is replaced for it.
+    pub key: String,
+    pub private_cidr: String,
+    pub public_cidr: Option<String>,
+    pub initial_mount_target: bool,
+    /// The zone whose NAT gateway this zone's private subnet routes through.
+    pub nat_key: Option<String>,
+    pub has_nat_gateway: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NetworkCtx {
+    pub vpc_cidr: String,
+    pub nat: bool,
+    pub endpoints: bool,
+    pub interface_endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Endpoint {
+    pub key: String,
+    pub service: String,
+    pub why: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EfsCtx {
+    pub performance_mode: &'static str,
+    pub throughput_mode: &'static str,
+    pub provisioned_mibps: Option<f64>,
+    pub kms_key_arn: Option<String>,
+    pub lifecycle: Vec<serde_json::Value>,
+    pub backup: &'static str,
+    pub deletion_policy: &'static str,
+    pub io_limit_alarm: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScalerCtx {
+    pub function_name: String,
+    pub rule_name: String,
+    pub state: &'static str,
+    pub schedule: String,
+    pub threshold: u64,
+    pub target_directory: String,
+    pub mount_path: &'static str,
+    pub memory_mb: u32,
+    pub timeout_seconds: u32,
+    pub reserved_concurrency: u32,
+    pub architecture: &'static str,
+    pub scaling_policy: &'static str,
+    pub max_mount_targets: u32,
+    pub log_group: String,
+    /// `Fn::Sub` body of the candidate-subnet JSON the scaler receives.
+    pub candidate_subnets: String,
+    /// 80 % of the timeout, in milliseconds.
+    pub duration_alarm_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceCtx {
+    pub cluster_name: String,
+    pub service_name: String,
+    pub family: String,
+    pub desired_count: u32,
+    pub cpu: String,
+    pub memory: String,
+    pub port: u16,
+    pub cpu_architecture: &'static str,
+    pub circuit_breaker_enabled: bool,
+    pub circuit_breaker_rollback: bool,
+    pub container_insights: &'static str,
+    pub running_tasks_alarm: bool,
+    pub health_check_start_seconds: u32,
+    pub log_group: String,
+    pub binary: &'static str,
+    /// `Fn::Sub` body of the per-zone EFS DNS names the router starts with when the SSM list
+    /// cannot be read (seed: "start with the initial mount targets").
+    pub default_mount_targets: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonitoringCtx {
+    pub retention_days: u32,
+    pub emails: Vec<Email>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Email {
+    pub key: String,
+    pub address: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BootstrapCtx {
+    pub stack_name: String,
+    pub bucket_prefix: String,
+    pub ecr_repository: String,
+    pub noncurrent_days: u32,
+    /// ECR lifecycle policy text: keep the newest images only.
+    pub lifecycle_policy: String,
+}
+
+/// Images kept in the repository; older ones expire.
+const KEEP_IMAGES: u32 = 10;
+
+fn zone_key(region: &str, zone: &str) -> String {
+    zone.strip_prefix(region)
+        .unwrap_or(zone)
+        .to_ascii_uppercase()
+}
+
+fn arch(a: Architecture) -> (&'static str, &'static str) {
+    match a {
+        Architecture::X86_64 => ("x86_64", "X86_64"),
+        Architecture::Arm64 => ("arm64", "ARM64"),
+    }
+}
+
+fn days(n: u32) -> String {
+    if n == 1 {
+        "AFTER_1_DAY".to_string()
+    } else {
+        format!("AFTER_{n}_DAYS")
+    }
+}
+
+impl Context {
+    pub fn new(env: &Environment) -> Context {
+        let c = &env.config;
+        let stack_name = env.stack_name();
+        let name = |suffix: &str| format!("{stack_name}-{suffix}");
+
+        let mut tags: Vec<Tag> = c
+            .tags
+            .iter()
+            .map(|(k, v)| Tag {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        for (key, value) in [
+            ("efs-autoscaler:environment", env.name.as_str()),
+            ("efs-autoscaler:stack", stack_name.as_str()),
+        ] {
+            tags.push(Tag {
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+        }
+
+        let initial = env.initial_mount_target_azs();
+        let nat = c.network.egress == Egress::Nat;
+        let first_key = c
+            .availability_zones
+            .first()
+            .map(|z| zone_key(&c.region, &z.name));
+        let zones: Vec<Zone> = c
+            .availability_zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let key = zone_key(&c.region, &z.name);
+                let has_nat_gateway =
+                    nat && (c.network.nat_gateways == NatGateways::PerAz || i == 0);
+                let nat_key = match (nat, c.network.nat_gateways) {
+                    (false, _) => None,
+                    (true, NatGateways::PerAz) => Some(key.clone()),
+                    (true, NatGateways::Single) => first_key.clone(),
+                };
+                Zone {
+                    name: z.name.clone(),
+                    key,
+                    private_cidr: z.private_subnet_cidr.clone(),
+                    public_cidr: z.public_subnet_cidr.clone(),
+                    initial_mount_target: initial.contains(&z.name),
+                    nat_key,
+                    has_nat_gateway,
+                }
+            })
+            .collect();
+
+        let candidate_subnets = format!(
+            "[{}]",
+            zones
+                .iter()
+                .map(|z| format!(
+                    r#"{{"availability_zone":"{}","subnet_id":"${{PrivateSubnet{}}}"}}"#,
+                    z.name, z.key
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let default_mount_targets = zones
+            .iter()
+            .filter(|z| z.initial_mount_target)
+            .map(|z| {
+                format!(
+                    "{}.${{FileSystem}}.efs.${{AWS::Region}}.${{AWS::URLSuffix}}",
+                    z.name
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+
+        let efs = &c.efs;
+        let mut lifecycle = Vec::new();
+        if let Some(d) = efs.transition_to_ia_days {
+            lifecycle.push(serde_json::json!({ "TransitionToIA": days(d) }));
+        }
+        if let Some(d) = efs.transition_to_archive_days {
+            lifecycle.push(serde_json::json!({ "TransitionToArchive": days(d) }));
+        }
+        if efs.transition_to_primary_on_access {
+            lifecycle
+                .push(serde_json::json!({ "TransitionToPrimaryStorageClass": "AFTER_1_ACCESS" }));
+        }
+
+        let ssm_parameter_name = env.ssm_parameter_name();
+        let ecr_repository = format!("{}/router", c.project);
+        let (scaler_arch, _) = arch(c.scaler.architecture);
+        let (_, service_arch) = arch(c.service.architecture);
+
+        Context {
+            env: env.name.clone(),
+            project: c.project.clone(),
+            stack_name: stack_name.clone(),
+            description: format!(
+                "EFS mount-target autoscaler ({}, environment {}): VPC, EFS, scaler Lambda, router service on Fargate",
+                c.project, env.name
+            ),
+            tags,
+            network: NetworkCtx {
+                vpc_cidr: c.network.vpc_cidr.clone(),
+                nat,
+                endpoints: !nat,
+                interface_endpoints: INTERFACE_ENDPOINTS
+                    .iter()
+                    .map(|(key, service, why)| Endpoint {
+                        key: key.to_string(),
+                        service: service.to_string(),
+                        why: why.to_string(),
+                    })
+                    .collect(),
+            },
+            efs: EfsCtx {
+                performance_mode: match efs.performance_mode {
+                    PerformanceMode::GeneralPurpose => "generalPurpose",
+                    PerformanceMode::MaxIo => "maxIO",
+                },
+                throughput_mode: match efs.throughput_mode {
+                    ThroughputMode::Bursting => "bursting",
+                    ThroughputMode::Provisioned => "provisioned",
+                    ThroughputMode::Elastic => "elastic",
+                },
+                provisioned_mibps: efs.provisioned_throughput_mibps,
+                kms_key_arn: efs.kms_key_arn.clone(),
+                lifecycle,
+                backup: if efs.backup { "ENABLED" } else { "DISABLED" },
+                deletion_policy: match efs.deletion_policy {
+                    DeletionPolicy::Retain => "Retain",
+                    DeletionPolicy::Delete => "Delete",
+                },
+                // PercentIOLimit exists only in General Purpose mode.
+                io_limit_alarm: efs.performance_mode == PerformanceMode::GeneralPurpose,
+            },
+            scaler: ScalerCtx {
+                function_name: name("scaler"),
+                rule_name: name("scaler-schedule"),
+                state: if c.scaler.enabled {
+                    "ENABLED"
+                } else {
+                    "DISABLED"
+                },
+                schedule: c.scaler.schedule.clone(),
+                threshold: c.scaler.file_count_threshold,
+                target_directory: format!(
+                    "{SCALER_MOUNT_PATH}{}",
+                    c.scaler.target_directory.trim_end_matches('/')
+                ),
+                mount_path: SCALER_MOUNT_PATH,
+                memory_mb: c.scaler.memory_mb,
+                timeout_seconds: c.scaler.timeout_seconds,
+                reserved_concurrency: c.scaler.reserved_concurrency,
+                architecture: scaler_arch,
+                scaling_policy: match c.scaler.scaling_policy {
+                    ScalingPolicy::PerTarget => "per-target",
+                    ScalingPolicy::Seed => "seed",
+                },
+                max_mount_targets: env.max_mount_targets(),
+                log_group: format!("/aws/lambda/{}", name("scaler")),
+                candidate_subnets,
+                duration_alarm_ms: u64::from(c.scaler.timeout_seconds) * 800,
+            },
+            service: ServiceCtx {
+                cluster_name: stack_name.clone(),
+                service_name: name("router"),
+                family: name("router"),
+                desired_count: c.service.desired_count,
+                cpu: c.service.cpu.to_string(),
+                memory: c.service.memory.to_string(),
+                port: c.service.port,
+                cpu_architecture: service_arch,
+                circuit_breaker_enabled: c.service.circuit_breaker.enabled,
+                circuit_breaker_rollback: c.service.circuit_breaker.rollback,
+                container_insights: if c.service.container_insights {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                // RunningTaskCount is a Container Insights metric.
+                running_tasks_alarm: c.service.container_insights,
+                health_check_start_seconds: c.service.health_check_grace_seconds,
+                log_group: format!("/ecs/{}", name("router")),
+                binary: ROUTER_BINARY,
+                default_mount_targets,
+            },
+            monitoring: MonitoringCtx {
+                retention_days: c.logs.retention_days,
+                emails: c
+                    .alarms
+                    .email_subscriptions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| Email {
+                        key: format!("{}", i + 1),
+                        address: a.clone(),
+                    })
+                    .collect(),
+            },
+            zones,
+            ssm_parameter_arn: format!(
+                "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{ssm_parameter_name}"
+            ),
+            ssm_parameter_name,
+            initial_mount_target_zones: initial.join(","),
+            ecr_repository,
+        }
+    }
+}
+
+impl BootstrapContext {
+    pub fn new(env: &Environment) -> BootstrapContext {
+        let c = &env.config;
+        let policy = serde_json::json!({
+            "rules": [{
+                "rulePriority": 1,
+                "description": format!("keep the newest {KEEP_IMAGES} images"),
+                "selection": { "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES },
+                "action": { "type": "expire" }
+            }]
+        });
+        BootstrapContext {
+            project: c.project.clone(),
+            tags: vec![Tag {
+                key: "efs-autoscaler:project".to_string(),
+                value: c.project.clone(),
+            }],
+            bootstrap: BootstrapCtx {
+                stack_name: env.bootstrap_stack_name(),
+                bucket_prefix: format!("{}-artifacts", c.project),
+                ecr_repository: format!("{}/router", c.project),
+                noncurrent_days: 30,
+                lifecycle_policy: policy.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Offline rendering of the CloudFormation templates from `templates/`.
+//!
+//! The templates are compiled into the binary, so `deployer` renders the same bytes
+//! wherever it runs. Handlebars runs in strict mode (a misspelt variable is an error, not
+//! an empty string) without HTML escaping; values are written through the `json` helper.
+
+pub mod context;
+
+use handlebars::{
+    Context as HbContext, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError,
+    RenderErrorReason, ScopedJson, handlebars_helper,
+};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::config::Environment;
+pub use context::{BootstrapContext, Context};
+
+/// Templates, compiled in. Partials are named after their file.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("main", include_str!("../../../templates/main.yaml.hbs")),
+    (
+        "bootstrap",
+        include_str!("../../../templates/bootstrap.yaml.hbs"),
+    ),
+    (
+        "network",
+        include_str!("../../../templates/partials/network.yaml.hbs"),
+    ),
+    (
+        "storage",
+        include_str!("../../../templates/partials/storage.yaml.hbs"),
+    ),
+    (
+        "scaler",
+        include_str!("../../../templates/partials/scaler.yaml.hbs"),
+    ),
+    (
+        "service",
+        include_str!("../../../templates/partials/service.yaml.hbs"),
+    ),
+    (
+        "monitoring",
+        include_str!("../../../templates/partials/monitoring.yaml.hbs"),
+    ),
+];
+
+/// File names written by `render --out`.
+pub const MAIN_FILE: &str = "main.yaml";
+pub const BOOTSTRAP_FILE: &str = "bootstrap.yaml";
+pub const CONFIG_FILE: &str = "resolved-config.json";
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    #[error("template `{name}` failed to render: {reason}")]
+    #[diagnostic(
+        code(deployer::render),
+        help("this is a bug in templates/ or the render context; please report it")
+    )]
+    Template { name: String, reason: String },
+    #[error("template `{name}` rendered invalid YAML at line {line}: {reason}")]
+    #[diagnostic(
+        code(deployer::render),
+        help("this is a bug in templates/; render with --out and look at that line")
+    )]
+    InvalidYaml {
+        name: String,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// The rendered output of one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub main: String,
+    pub bootstrap: String,
+    /// The resolved configuration (all layers and defaults applied), as stable JSON.
+    pub config: String,
+}
+
+impl Rendered {
+    /// `(file name, contents)` in a fixed order.
+    pub fn files(&self) -> [(&'static str, &str); 3] {
+        [
+            (MAIN_FILE, &self.main),
+            (BOOTSTRAP_FILE, &self.bootstrap),
+            (CONFIG_FILE, &self.config),
+        ]
+    }
+}
+
+/// Renders every template of an environment.
+#[derive(Debug)]
+pub struct Renderer {
+    registry: Handlebars<'static>,
+}
+
+impl Renderer {
+    pub fn new() -> Result<Self, Error> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("json", Box::new(json_helper));
+        registry.register_helper("concat", Box::new(concat_helper));
+        registry.register_helper("tags", Box::new(TagsHelper));
+        for (name, text) in TEMPLATES {
+            registry
+                .register_template_string(name, *text)
+                .map_err(|e| Error::Template {
+                    name: (*name).to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(Renderer { registry })
+    }
+
+    fn render_one<T: Serialize>(&self, name: &str, data: &T) -> Result<String, Error> {
+        let text = self
+            .registry
+            .render(name, data)
+            .map_err(|e| Error::Template {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let text = tidy(&text);
+        check_yaml(name, &text)?;
+        Ok(text)
+    }
+
+    pub fn render(&self, env: &Environment) -> Result<Rendered, Error> {
+        let main = self.render_one("main", &Context::new(env))?;
+        let bootstrap = self.render_one("bootstrap", &BootstrapContext::new(env))?;
+        let resolved = json!({
+            "environment": env.name,
+            "files": env.files,
+            "stack_name": env.stack_name(),
+            "bootstrap_stack_name": env.bootstrap_stack_name(),
+            "ssm_parameter_name": env.ssm_parameter_name(),
+            "initial_mount_target_azs": env.initial_mount_target_azs(),
+            "max_mount_targets": env.max_mount_targets(),
+            "config": env.config,
+        });
+        let config = serde_json::to_string_pretty(&resolved).map_err(|e| Error::Template {
+            name: CONFIG_FILE.to_string(),
+            reason: e.to_string(),
+        })? + "\n";
+        Ok(Rendered {
+            main,
+            bootstrap,
+            config,
+        })
+    }
+}
+
+/// Trailing spaces dropped and runs of blank lines (left by block helpers) folded to one,
+/// so the output reads as if written by hand.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// A template bug must never reach CloudFormation: the output must at least parse.
+fn check_yaml(name: &str, text: &str) -> Result<(), Error> {
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    while let Some(event) = parser.next_event() {
+        if let Err(e) = event {
+            return Err(Error::InvalidYaml {
+                name: name.to_string(),
+                line: e.marker().line(),
+                reason: e.info().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+// `{{json value}}`: the value as JSON, which is also a valid YAML flow scalar or
+// collection, so strings with quotes, colons or `#` cannot change the document.
+handlebars_helper!(json_helper: |value: Json| serde_json::to_string(value).unwrap_or_default());
+
+// `{{concat a b c}}`: the arguments' text joined.
+handlebars_helper!(concat_helper: |*args| args.iter().map(|a| a.render()).collect::<String>());
+
+/// `{{tags}}` / `{{tags "suffix"}}`: the root context's tags as a CloudFormation tag list
+/// (flow style), with `Name = <stack>-<suffix>` first when a suffix is given.
+#[derive(Debug, Clone, Copy)]
+struct TagsHelper;
+
+impl HelperDef for TagsHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc HbContext,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let root = ctx.data();
+        let tags = root.get("tags").and_then(Json::as_array).ok_or_else(|| {
+            RenderErrorReason::Other("the root context has no `tags` list".to_string())
+        })?;
+        let mut list = Vec::with_capacity(tags.len() + 1);
+        if let Some(suffix) = h.param(0) {
+            let prefix = root
+                .get("stack_name")
+                .or_else(|| root.get("project"))
+                .and_then(Json::as_str)
+                .ok_or_else(|| {
+                    RenderErrorReason::Other(
+                        "the root context has no `stack_name` or `project`".to_string(),
+                    )
+                })?;
+            list.push(
+                json!({ "Key": "Name", "Value": format!("{prefix}-{}", suffix.value().render()) }),
+            );
+        }
+        list.extend(tags.iter().cloned());
+        Ok(ScopedJson::Derived(Json::String(
+            Json::Array(list).to_string(),
+        )))
+    }
+}
