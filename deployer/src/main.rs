@@ -1,12 +1,19 @@
 //! `deployer`: thin entry point. Parses arguments, runs the command, maps errors to exit
 //! code 1 with a readable report on stderr.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use deployer::cli::Cli;
 
 fn main() -> ExitCode {
+    // On a terminal, wrap reports to its width; in CI logs and pipes keep each message on
+    // one line so `file:line:col: key: message` can be searched for.
+    let terminal = std::io::stderr().is_terminal();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(terminal).build())
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
