@@ -1,1 +1,203 @@
+//! The test harness: starts real local components for the end-to-end tests.
+//!
+//! Now: a moto server (the local AWS endpoint) on a free loopback port. Later issues add
+//! NFS servers and a container registry. A component that is missing is an error naming
+//! the command that installs it; tests never skip silently.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a component may take to become ready before the harness gives up.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("`{tool}` not found on PATH or in {venv}; run scripts/setup (the README's test command does)")]
+    Missing { tool: &'static str, venv: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{what} did not become ready within {secs} s; its log:\n{log}")]
+    NotReady { what: String, secs: u64, log: String },
+    #[error("{what} exited early ({status}); its log:\n{log}")]
+    Exited { what: String, status: String, log: String },
+    #[error("moto answered {status} to {path}")]
+    Http { path: String, status: String },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let what = what.into();
+    move |source| HarnessError::Io { what, source }
+}
+
+/// The virtualenv scripts/setup installs the Python tools into.
+pub fn project_venv() -> PathBuf {
+    if let Some(home) = std::env::var_os("EFSA_HOME") {
+        return PathBuf::from(home).join("venv");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("efs-autoscaler").join("venv")
+}
+
+/// The project's own venv first (its pinned version), then PATH.
+pub fn find_tool(tool: &'static str) -> Result<PathBuf, HarnessError> {
+    let venv = project_venv();
+    let candidates = std::iter::once(venv.join("bin").join(tool)).chain(
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(tool)).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(HarnessError::Missing { tool, venv: venv.display().to_string() })
+}
+
+/// A free port on 127.0.0.1. The listener is dropped before the server binds it; with the
+/// kernel's ephemeral allocation a collision in that window is very unlikely, and a server
+/// that fails to bind shows up as "exited early" with its log.
+pub fn free_port() -> Result<u16, HarnessError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
+    Ok(listener.local_addr().map_err(io("reading the free port"))?.port())
+}
+
+/// A moto server on a free loopback port, stopped when dropped.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl MotoServer {
+    pub fn start() -> Result<Self, HarnessError> {
+        let exe = find_tool("moto_server")?;
+        let dir = tempfile::tempdir().map_err(io("creating a directory for the moto log"))?;
+        let log = dir.path().join("moto.log");
+        let port = free_port()?;
+        let log_file = std::fs::File::create(&log).map_err(io("creating the moto log"))?;
+        let log_err = log_file.try_clone().map_err(io("opening the moto log"))?;
+        let child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(io(format!("starting {}", exe.display())))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = MotoServer { child, addr, log, _dir: dir };
+        server.wait_ready()?;
+        // Lambda invocations run in-process instead of in Docker, which is not available here.
+        server.post("/moto-api/config", r#"{"lambda":{"use_docker":false}}"#)?;
+        Ok(server)
+    }
+
+    fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), HarnessError> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(HarnessError::Exited { what: "moto_server".into(), status: status.to_string(), log: self.read_log() });
+            }
+            if let Ok((status, _)) = self.request("GET", "/moto-api/data.json", "") {
+                if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(HarnessError::NotReady { what: "moto_server".into(), secs: READY_TIMEOUT.as_secs(), log: self.read_log() });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A minimal HTTP/1.1 request to moto's own control API (not an AWS API).
+    fn request(&self, method: &str, path: &str, body: &str) -> Result<(String, String), HarnessError> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(io("connecting to moto"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(io("configuring the moto connection"))?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).map_err(io("writing to moto"))?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map_err(io("reading from moto"))?;
+        let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.lines().next().unwrap_or_default().to_string();
+        Ok((status, rest.to_string()))
+    }
+
+    fn post(&self, path: &str, body: &str) -> Result<String, HarnessError> {
+        let (status, body) = self.request("POST", path, body)?;
+        if !(status.contains(" 200") || status.contains(" 201")) {
+            return Err(HarnessError::Http { path: path.to_string(), status });
+        }
+        Ok(body)
+    }
+
+    /// Clears every resource, for tests that share one server.
+    pub fn reset(&self) -> Result<(), HarnessError> {
+        self.post("/moto-api/reset", "").map(|_| ())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SDK configuration pointing at this server with throwaway credentials.
+    pub async fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
+        let credentials = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto-harness");
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The repository root (for environments/ and templates/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_names_the_install_command() {
+        let e = find_tool("no-such-tool-efs-autoscaler").unwrap_err();
+        let message = e.to_string();
+        assert!(message.contains("no-such-tool-efs-autoscaler") && message.contains("scripts/setup"), "{message}");
+    }
+
+    #[test]
+    fn free_ports_are_bindable() {
+        let port = free_port().unwrap();
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+    }
+}
