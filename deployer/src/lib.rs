@@ -1,6 +1,10 @@
 //! The deployer of the EFS mount-target autoscaler: environment configuration, offline
 //! rendering of CloudFormation, linting, and (later) packaging and deployment.
 
+// Configuration errors carry their source snippet for the report; they are built once, on
+// the way out, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -12,7 +12,11 @@ fn main() -> ExitCode {
     // one line so `file:line:col: key: message` can be searched for.
     let terminal = std::io::stderr().is_terminal();
     let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(miette::MietteHandlerOpts::new().wrap_lines(terminal).build())
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .wrap_lines(terminal)
+                .build(),
+        )
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -28,10 +28,21 @@ pub enum ModelError {
     #[error("mount-target list is empty; a published list always names at least one mount target")]
     Empty,
     #[error("mount_targets[{index}].{field}: {value:?} is not valid: {expected}")]
-    Invalid { index: usize, field: &'static str, value: String, expected: &'static str },
+    Invalid {
+        index: usize,
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("mount_targets[{index}]: {what} {value:?} appears twice")]
-    Duplicate { index: usize, what: &'static str, value: String },
-    #[error("mount-target list is {0} bytes; SSM standard parameters hold at most {MAX_PARAMETER_BYTES}")]
+    Duplicate {
+        index: usize,
+        what: &'static str,
+        value: String,
+    },
+    #[error(
+        "mount-target list is {0} bytes; SSM standard parameters hold at most {MAX_PARAMETER_BYTES}"
+    )]
     TooLarge(usize),
 }
 
@@ -58,38 +69,69 @@ struct Wire {
 }
 
 fn hex_id(value: &str, prefix: &str) -> bool {
-    value
-        .strip_prefix(prefix)
-        .is_some_and(|h| (8..=40).contains(&h.len()) && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+    value.strip_prefix(prefix).is_some_and(|h| {
+        (8..=40).contains(&h.len())
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
 }
 
 /// `ap-northeast-1a`, `us-gov-west-1b`: a region name followed by one zone letter.
 pub fn is_availability_zone(value: &str) -> bool {
-    let Some(letter) = value.chars().last() else { return false };
+    let Some(letter) = value.chars().last() else {
+        return false;
+    };
     let region = &value[..value.len() - 1];
     let parts: Vec<&str> = region.split('-').collect();
     letter.is_ascii_lowercase()
         && parts.len() >= 3
         && parts[0].len() == 2
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl MountTarget {
     fn check(&self, index: usize) -> Result<(), ModelError> {
-        let invalid = |field, value: &str, expected| ModelError::Invalid { index, field, value: value.to_string(), expected };
+        let invalid = |field, value: &str, expected| ModelError::Invalid {
+            index,
+            field,
+            value: value.to_string(),
+            expected,
+        };
         if !hex_id(&self.mount_target_id, "fsmt-") {
-            return Err(invalid("mount_target_id", &self.mount_target_id, "fsmt- followed by 8 to 40 lowercase hex digits"));
+            return Err(invalid(
+                "mount_target_id",
+                &self.mount_target_id,
+                "fsmt- followed by 8 to 40 lowercase hex digits",
+            ));
         }
         if !hex_id(&self.subnet_id, "subnet-") {
-            return Err(invalid("subnet_id", &self.subnet_id, "subnet- followed by 8 to 40 lowercase hex digits"));
+            return Err(invalid(
+                "subnet_id",
+                &self.subnet_id,
+                "subnet- followed by 8 to 40 lowercase hex digits",
+            ));
         }
         if !is_availability_zone(&self.availability_zone) {
-            return Err(invalid("availability_zone", &self.availability_zone, "a zone name such as ap-northeast-1a"));
+            return Err(invalid(
+                "availability_zone",
+                &self.availability_zone,
+                "a zone name such as ap-northeast-1a",
+            ));
         }
         let ip = self.ip_address;
         if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-            return Err(invalid("ip_address", &ip.to_string(), "a unicast IPv4 address"));
+            return Err(invalid(
+                "ip_address",
+                &ip.to_string(),
+                "a unicast IPv4 address",
+            ));
         }
         Ok(())
     }
@@ -101,7 +143,12 @@ impl MountTargetList {
         if targets.is_empty() {
             return Err(ModelError::Empty);
         }
-        let (mut ids, mut ips, mut zones, mut subnets) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let (mut ids, mut ips, mut zones, mut subnets) = (
+            BTreeSet::new(),
+            BTreeSet::new(),
+            BTreeSet::new(),
+            BTreeSet::new(),
+        );
         for (index, t) in targets.iter().enumerate() {
             t.check(index)?;
             let dup = |what, value: String| ModelError::Duplicate { index, what, value };
@@ -153,7 +200,9 @@ impl MountTargetList {
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &str> {
-        self.mount_targets.iter().map(|t| t.availability_zone.as_str())
+        self.mount_targets
+            .iter()
+            .map(|t| t.availability_zone.as_str())
     }
 }
 
@@ -163,7 +212,11 @@ impl fmt::Display for MountTargetList {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{} {} ({})", t.availability_zone, t.ip_address, t.mount_target_id)?;
+            write!(
+                f,
+                "{} {} ({})",
+                t.availability_zone, t.ip_address, t.mount_target_id
+            )?;
         }
         Ok(())
     }
@@ -196,7 +249,10 @@ mod tests {
     fn parses_the_seed_example() {
         let list = MountTargetList::parse(SEED_EXAMPLE).unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!(list.zones().collect::<Vec<_>>(), ["ap-northeast-1a", "ap-northeast-1c"]);
+        assert_eq!(
+            list.zones().collect::<Vec<_>>(),
+            ["ap-northeast-1a", "ap-northeast-1c"]
+        );
         assert_eq!(
             list.to_canonical_json().unwrap(),
             r#"{"mount_targets":[{"mount_target_id":"fsmt-12345678","ip_address":"10.0.1.100","availability_zone":"ap-northeast-1a","subnet_id":"subnet-12345678"},{"mount_target_id":"fsmt-87654321","ip_address":"10.0.2.100","availability_zone":"ap-northeast-1c","subnet_id":"subnet-87654321"}]}"#
@@ -211,30 +267,97 @@ mod tests {
             v["mount_targets"][1][field] = serde_json::Value::String(value.to_string());
             v.to_string()
         };
-        assert!(matches!(bad(&one("mount_target_id", "fsmt-XYZ")), ModelError::Invalid { index: 1, field: "mount_target_id", .. }));
-        assert!(matches!(bad(&one("subnet_id", "sub-12345678")), ModelError::Invalid { field: "subnet_id", .. }));
-        assert!(matches!(bad(&one("availability_zone", "tokyo")), ModelError::Invalid { field: "availability_zone", .. }));
-        assert!(matches!(bad(&one("ip_address", "10.0.0.300")), ModelError::Json(_)));
-        assert!(matches!(bad(&one("ip_address", "0.0.0.0")), ModelError::Invalid { field: "ip_address", .. }));
-        assert!(matches!(bad(&one("availability_zone", "ap-northeast-1a")), ModelError::Duplicate { what: "availability_zone", .. }));
-        assert!(matches!(bad(&one("ip_address", "10.0.1.100")), ModelError::Duplicate { what: "ip_address", .. }));
-        assert!(matches!(bad(&one("mount_target_id", "fsmt-12345678")), ModelError::Duplicate { what: "mount_target_id", .. }));
+        assert!(matches!(
+            bad(&one("mount_target_id", "fsmt-XYZ")),
+            ModelError::Invalid {
+                index: 1,
+                field: "mount_target_id",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(&one("subnet_id", "sub-12345678")),
+            ModelError::Invalid {
+                field: "subnet_id",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(&one("availability_zone", "tokyo")),
+            ModelError::Invalid {
+                field: "availability_zone",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(&one("ip_address", "10.0.0.300")),
+            ModelError::Json(_)
+        ));
+        assert!(matches!(
+            bad(&one("ip_address", "0.0.0.0")),
+            ModelError::Invalid {
+                field: "ip_address",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(&one("availability_zone", "ap-northeast-1a")),
+            ModelError::Duplicate {
+                what: "availability_zone",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(&one("ip_address", "10.0.1.100")),
+            ModelError::Duplicate {
+                what: "ip_address",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(&one("mount_target_id", "fsmt-12345678")),
+            ModelError::Duplicate {
+                what: "mount_target_id",
+                ..
+            }
+        ));
         assert_eq!(bad(r#"{"mount_targets":[]}"#), ModelError::Empty);
-        assert!(matches!(bad(r#"{"mount_targets":[],"extra":1}"#), ModelError::Json(_)));
+        assert!(matches!(
+            bad(r#"{"mount_targets":[],"extra":1}"#),
+            ModelError::Json(_)
+        ));
         assert!(matches!(bad("not json"), ModelError::Json(_)));
-        let with_unknown = SEED_EXAMPLE.replacen("\"subnet_id\"", "\"lifecycle_state\": \"available\", \"subnet_id\"", 1);
+        let with_unknown = SEED_EXAMPLE.replacen(
+            "\"subnet_id\"",
+            "\"lifecycle_state\": \"available\", \"subnet_id\"",
+            1,
+        );
         assert!(matches!(bad(&with_unknown), ModelError::Json(_)));
     }
 
     #[test]
     fn error_messages_name_index_and_field() {
-        let e = MountTargetList::new(vec![target('a', 1), MountTarget { subnet_id: "x".into(), ..target('c', 2) }]).unwrap_err();
-        assert_eq!(e.to_string(), r#"mount_targets[1].subnet_id: "x" is not valid: subnet- followed by 8 to 40 lowercase hex digits"#);
+        let e = MountTargetList::new(vec![
+            target('a', 1),
+            MountTarget {
+                subnet_id: "x".into(),
+                ..target('c', 2)
+            },
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"mount_targets[1].subnet_id: "x" is not valid: subnet- followed by 8 to 40 lowercase hex digits"#
+        );
     }
 
     fn arb_list() -> impl Strategy<Value = Vec<MountTarget>> {
         // Up to six distinct zones with distinct ids, addresses and subnets.
-        (prop::sample::subsequence(vec!['a', 'b', 'c', 'd', 'e', 'f'], 1..=6), any::<u32>(), any::<u8>())
+        (
+            prop::sample::subsequence(vec!['a', 'b', 'c', 'd', 'e', 'f'], 1..=6),
+            any::<u32>(),
+            any::<u8>(),
+        )
             .prop_map(|(zones, id_base, ip_base)| {
                 zones
                     .iter()

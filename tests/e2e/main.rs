@@ -1,4 +1,7 @@
 //! End-to-end tests against real local components (one test binary: each binary links the
 //! whole AWS SDK, so modules, not files, separate the suites).
 
+// Tests fail by panicking; unwrap/expect here are assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod local_stack;

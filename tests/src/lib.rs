@@ -15,14 +15,27 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("`{tool}` not found on PATH or in {venv}; run scripts/setup (the README's test command does)")]
+    #[error(
+        "`{tool}` not found on PATH or in {venv}; run scripts/setup (the README's test command does)"
+    )]
     Missing { tool: &'static str, venv: String },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{what} did not become ready within {secs} s; its log:\n{log}")]
-    NotReady { what: String, secs: u64, log: String },
+    NotReady {
+        what: String,
+        secs: u64,
+        log: String,
+    },
     #[error("{what} exited early ({status}); its log:\n{log}")]
-    Exited { what: String, status: String, log: String },
+    Exited {
+        what: String,
+        status: String,
+        log: String,
+    },
     #[error("moto answered {status} to {path}")]
     Http { path: String, status: String },
 }
@@ -49,7 +62,11 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, HarnessError> {
     let venv = project_venv();
     let candidates = std::iter::once(venv.join("bin").join(tool)).chain(
         std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(tool)).collect::<Vec<_>>())
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(tool))
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default(),
     );
     for candidate in candidates {
@@ -57,7 +74,10 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, HarnessError> {
             return Ok(candidate);
         }
     }
-    Err(HarnessError::Missing { tool, venv: venv.display().to_string() })
+    Err(HarnessError::Missing {
+        tool,
+        venv: venv.display().to_string(),
+    })
 }
 
 /// A free port on 127.0.0.1. The listener is dropped before the server binds it; with the
@@ -65,7 +85,10 @@ pub fn find_tool(tool: &'static str) -> Result<PathBuf, HarnessError> {
 /// that fails to bind shows up as "exited early" with its log.
 pub fn free_port() -> Result<u16, HarnessError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
-    Ok(listener.local_addr().map_err(io("reading the free port"))?.port())
+    Ok(listener
+        .local_addr()
+        .map_err(io("reading the free port"))?
+        .port())
 }
 
 /// A moto server on a free loopback port, stopped when dropped.
@@ -93,7 +116,12 @@ impl MotoServer {
             .spawn()
             .map_err(io(format!("starting {}", exe.display())))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut server = MotoServer { child, addr, log, _dir: dir };
+        let mut server = MotoServer {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
         server.wait_ready()?;
         // Lambda invocations run in-process instead of in Docker, which is not available here.
         server.post("/moto-api/config", r#"{"lambda":{"use_docker":false}}"#)?;
@@ -108,32 +136,52 @@ impl MotoServer {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(HarnessError::Exited { what: "moto_server".into(), status: status.to_string(), log: self.read_log() });
+                return Err(HarnessError::Exited {
+                    what: "moto_server".into(),
+                    status: status.to_string(),
+                    log: self.read_log(),
+                });
             }
-            if let Ok((status, _)) = self.request("GET", "/moto-api/data.json", "") {
-                if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") {
-                    return Ok(());
-                }
+            if let Ok((status, _)) = self.request("GET", "/moto-api/data.json", "")
+                && status.contains(" 200")
+            {
+                return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {
-                return Err(HarnessError::NotReady { what: "moto_server".into(), secs: READY_TIMEOUT.as_secs(), log: self.read_log() });
+                return Err(HarnessError::NotReady {
+                    what: "moto_server".into(),
+                    secs: READY_TIMEOUT.as_secs(),
+                    log: self.read_log(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// A minimal HTTP/1.1 request to moto's own control API (not an AWS API).
-    fn request(&self, method: &str, path: &str, body: &str) -> Result<(String, String), HarnessError> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(io("connecting to moto"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(io("configuring the moto connection"))?;
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<(String, String), HarnessError> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+            .map_err(io("connecting to moto"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(io("configuring the moto connection"))?;
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
         );
-        stream.write_all(request.as_bytes()).map_err(io("writing to moto"))?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(io("writing to moto"))?;
         let mut response = String::new();
-        stream.read_to_string(&mut response).map_err(io("reading from moto"))?;
+        stream
+            .read_to_string(&mut response)
+            .map_err(io("reading from moto"))?;
         let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         let status = head.lines().next().unwrap_or_default().to_string();
         Ok((status, rest.to_string()))
@@ -142,7 +190,10 @@ impl MotoServer {
     fn post(&self, path: &str, body: &str) -> Result<String, HarnessError> {
         let (status, body) = self.request("POST", path, body)?;
         if !(status.contains(" 200") || status.contains(" 201")) {
-            return Err(HarnessError::Http { path: path.to_string(), status });
+            return Err(HarnessError::Http {
+                path: path.to_string(),
+                status,
+            });
         }
         Ok(body)
     }
@@ -158,7 +209,8 @@ impl MotoServer {
 
     /// SDK configuration pointing at this server with throwaway credentials.
     pub async fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
-        let credentials = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto-harness");
+        let credentials =
+            aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto-harness");
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(self.endpoint())
             .region(aws_config::Region::new(region.to_string()))
@@ -192,7 +244,10 @@ mod tests {
     fn a_missing_tool_names_the_install_command() {
         let e = find_tool("no-such-tool-efs-autoscaler").unwrap_err();
         let message = e.to_string();
-        assert!(message.contains("no-such-tool-efs-autoscaler") && message.contains("scripts/setup"), "{message}");
+        assert!(
+            message.contains("no-such-tool-efs-autoscaler") && message.contains("scripts/setup"),
+            "{message}"
+        );
     }
 
     #[test]

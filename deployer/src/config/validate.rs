@@ -169,14 +169,14 @@ fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
         );
     }
 
-    if let Some(url) = &config.endpoint_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            c.fail(
-                "endpoint_url",
-                format!("{url:?} is not an http(s) URL"),
-                "e.g. http://127.0.0.1:5000",
-            );
-        }
+    if let Some(url) = &config.endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        c.fail(
+            "endpoint_url",
+            format!("{url:?} is not an http(s) URL"),
+            "e.g. http://127.0.0.1:5000",
+        );
     }
 
     if let Some(name) = &config.ssm_parameter_name {
@@ -389,14 +389,14 @@ fn check_efs(c: &mut Checker<'_>, config: &EnvironmentConfig) {
             "use performance_mode generalPurpose (recommended) or throughput_mode bursting/provisioned",
         );
     }
-    if let Some(days) = efs.transition_to_ia_days {
-        if !TRANSITION_DAYS.contains(&days) {
-            c.fail(
-                "efs.transition_to_ia_days",
-                format!("{days} is not an EFS transition period"),
-                format!("allowed: {TRANSITION_DAYS:?} or null for never"),
-            );
-        }
+    if let Some(days) = efs.transition_to_ia_days
+        && !TRANSITION_DAYS.contains(&days)
+    {
+        c.fail(
+            "efs.transition_to_ia_days",
+            format!("{days} is not an EFS transition period"),
+            format!("allowed: {TRANSITION_DAYS:?} or null for never"),
+        );
     }
     if let Some(days) = efs.transition_to_archive_days {
         if !TRANSITION_DAYS.contains(&days) {
@@ -511,14 +511,14 @@ fn check_scaler(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         .initial_mount_target_azs
         .as_ref()
         .map_or(2.min(zones), |v| v.len() as u64);
-    if let Some(max) = s.max_mount_targets {
-        if u64::from(max) < initial.max(1) || u64::from(max) > zones {
-            c.fail(
-                "scaler.max_mount_targets",
-                format!("{max} is out of range"),
-                format!("between the initial mount targets ({initial}) and the configured zones ({zones}); EFS allows one mount target per zone"),
-            );
-        }
+    if let Some(max) = s.max_mount_targets
+        && (u64::from(max) < initial.max(1) || u64::from(max) > zones)
+    {
+        c.fail(
+            "scaler.max_mount_targets",
+            format!("{max} is out of range"),
+            format!("between the initial mount targets ({initial}) and the configured zones ({zones}); EFS allows one mount target per zone"),
+        );
     }
 }
 

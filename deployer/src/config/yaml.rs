@@ -413,10 +413,9 @@ fn resolve_plain(text: &str) -> Value {
         && text
             .chars()
             .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+        && let Ok(f) = text.parse::<f64>()
     {
-        if let Ok(f) = text.parse::<f64>() {
-            return Value::Float(f);
-        }
+        return Value::Float(f);
     }
     Value::String(text.to_string())
 }
