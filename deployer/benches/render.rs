@@ -26,14 +26,22 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn time_command(mut make: impl FnMut() -> Command) -> Duration {
     // One warm-up run so the page cache holds the binary and the files.
     let warm = make().output().expect("start command");
-    assert!(warm.status.success(), "command failed: {}", String::from_utf8_lossy(&warm.stderr));
+    assert!(
+        warm.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
     median(
         (0..RUNS)
             .map(|_| {
                 let start = Instant::now();
                 let out = make().output().expect("run command");
                 let took = start.elapsed();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 took
             })
             .collect(),
@@ -41,11 +49,12 @@ fn time_command(mut make: impl FnMut() -> Command) -> Duration {
 }
 
 fn python() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
-    let venv = cache.join("efs-autoscaler/venv/bin/python");
-    assert!(venv.is_file(), "{} missing: run scripts/setup (PyYAML comes with cfn-lint)", venv.display());
+    let venv = deployer::lint::project_venv().join("bin/python");
+    assert!(
+        venv.is_file(),
+        "{} missing: run scripts/setup (PyYAML comes with cfn-lint)",
+        venv.display()
+    );
     venv
 }
 
@@ -57,11 +66,16 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let envs_dir = repo.join("environments");
     let envs = deployer::config::list_environments(&envs_dir).unwrap();
-    assert_eq!(envs.len(), 4, "expected dev, local, prod, staging: {envs:?}");
+    assert_eq!(
+        envs.len(),
+        4,
+        "expected dev, local, prod, staging: {envs:?}"
+    );
 
     let cli = time_command(|| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_deployer"));
-        c.args(["validate", "--all", "--config-only", "--environments-dir"]).arg(&envs_dir);
+        c.args(["validate", "--all", "--config-only", "--environments-dir"])
+            .arg(&envs_dir);
         c
     });
 
@@ -87,9 +101,26 @@ fn main() {
         c
     });
 
-    println!("render + validate-config, all {} environments, median of {RUNS} runs", envs.len());
-    println!("  deployer validate --all --config-only   {:>8.2} ms  (budget {} ms: {})", ms(cli), BUDGET.as_millis(), if cli <= BUDGET { "within" } else { "OVER" });
-    println!("  in-process load + render                {:>8.2} ms", ms(in_process));
-    println!("  baseline: python3 + PyYAML, parse only  {:>8.2} ms", ms(baseline));
-    println!("  ratio deployer / baseline               {:>8.2}", cli.as_secs_f64() / baseline.as_secs_f64());
+    println!(
+        "render + validate-config, all {} environments, median of {RUNS} runs",
+        envs.len()
+    );
+    println!(
+        "  deployer validate --all --config-only   {:>8.2} ms  (budget {} ms: {})",
+        ms(cli),
+        BUDGET.as_millis(),
+        if cli <= BUDGET { "within" } else { "OVER" }
+    );
+    println!(
+        "  in-process load + render                {:>8.2} ms",
+        ms(in_process)
+    );
+    println!(
+        "  baseline: python3 + PyYAML, parse only  {:>8.2} ms",
+        ms(baseline)
+    );
+    println!(
+        "  ratio deployer / baseline               {:>8.2}",
+        cli.as_secs_f64() / baseline.as_secs_f64()
+    );
 }

@@ -76,15 +76,10 @@ fn hex_id(value: &str, prefix: &str) -> bool {
     })
 }
 
-/// `ap-northeast-1a`, `us-gov-west-1b`: a region name followed by one zone letter.
-pub fn is_availability_zone(value: &str) -> bool {
-    let Some(letter) = value.chars().last() else {
-        return false;
-    };
-    let region = &value[..value.len() - 1];
-    let parts: Vec<&str> = region.split('-').collect();
-    letter.is_ascii_lowercase()
-        && parts.len() >= 3
+/// `ap-northeast-1`, `us-gov-west-1`: the shape of an AWS region name.
+pub fn is_region(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    parts.len() >= 3
         && parts[0].len() == 2
         && parts.iter().all(|p| {
             !p.is_empty()
@@ -94,6 +89,14 @@ pub fn is_availability_zone(value: &str) -> bool {
         && parts
             .last()
             .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `ap-northeast-1a`, `us-gov-west-1b`: a region name followed by one zone letter.
+pub fn is_availability_zone(value: &str) -> bool {
+    match value.char_indices().last() {
+        Some((i, letter)) => letter.is_ascii_lowercase() && is_region(&value[..i]),
+        None => false,
+    }
 }
 
 impl MountTarget {
@@ -284,6 +287,14 @@ mod tests {
         ));
         assert!(matches!(
             bad(&one("availability_zone", "tokyo")),
+            ModelError::Invalid {
+                field: "availability_zone",
+                ..
+            }
+        ));
+        // A multi-byte last character is rejected, not a panic.
+        assert!(matches!(
+            bad(&one("availability_zone", "ap-northeast-1é")),
             ModelError::Invalid {
                 field: "availability_zone",
                 ..

@@ -45,21 +45,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
     move |source| HarnessError::Io { what, source }
 }
 
-/// The virtualenv scripts/setup installs the Python tools into.
-pub fn project_venv() -> PathBuf {
-    if let Some(home) = std::env::var_os("EFSA_HOME") {
-        return PathBuf::from(home).join("venv");
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("efs-autoscaler").join("venv")
-}
-
 /// The project's own venv first (its pinned version), then PATH.
 pub fn find_tool(tool: &'static str) -> Result<PathBuf, HarnessError> {
-    let venv = project_venv();
+    let venv = deployer::lint::project_venv();
     let candidates = std::iter::once(venv.join("bin").join(tool)).chain(
         std::env::var_os("PATH")
             .map(|p| {

@@ -169,6 +169,11 @@ impl Environment {
         format!("{}-bootstrap", self.config.project)
     }
 
+    /// The router's image repository, created by the bootstrap stack.
+    pub fn ecr_repository(&self) -> String {
+        format!("{}/router", self.config.project)
+    }
+
     pub fn ssm_parameter_name(&self) -> String {
         self.config
             .ssm_parameter_name
@@ -195,5 +200,44 @@ impl Environment {
             .scaler
             .max_mount_targets
             .unwrap_or(self.config.availability_zones.len() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn load_text(dir: &Path, text: &[u8]) -> Result<Environment, ConfigErrors> {
+        std::fs::write(dir.join("x.yaml"), text).unwrap();
+        load(dir, "x")
+    }
+
+    #[test]
+    fn every_shipped_environment_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments");
+        let names = list_environments(&dir).unwrap();
+        assert_eq!(names, ["dev", "local", "prod", "staging"]);
+        for name in names {
+            let env = load(&dir, &name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(env.files.len(), 2);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Never a panic: arbitrary bytes, and arbitrary YAML-ish text built from the
+        /// characters YAML cares about, end in Ok or in errors.
+        #[test]
+        fn arbitrary_input_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..200),
+            text in "[a-z_:0-9 \\-\\[\\]{}&*!|>'\"#\n.,/é]{0,200}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let _ = load_text(dir.path(), &bytes);
+            let _ = load_text(dir.path(), text.as_bytes());
+            let _ = load_text(dir.path(), format!("account_id: \"111122223333\"\nregion: ap-northeast-1\n{text}").as_bytes());
+        }
     }
 }

@@ -150,17 +150,7 @@ fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
     }
 
     let r = &config.region;
-    let parts: Vec<&str> = r.split('-').collect();
-    let region_ok = parts.len() >= 3
-        && parts[0].len() == 2
-        && parts.iter().all(|s| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|s| s.chars().all(|ch| ch.is_ascii_digit()));
+    let region_ok = runtime::model::is_region(r);
     if !region_ok {
         c.fail(
             "region",

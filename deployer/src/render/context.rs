@@ -305,7 +305,7 @@ impl Context {
         }
 
         let ssm_parameter_name = env.ssm_parameter_name();
-        let ecr_repository = format!("{}/router", c.project);
+        let ecr_repository = env.ecr_repository();
         let (scaler_arch, _) = arch(c.scaler.architecture);
         let (_, service_arch) = arch(c.service.architecture);
 
@@ -447,7 +447,7 @@ impl BootstrapContext {
             bootstrap: BootstrapCtx {
                 stack_name: env.bootstrap_stack_name(),
                 bucket_prefix: format!("{}-artifacts", c.project),
-                ecr_repository: format!("{}/router", c.project),
+                ecr_repository: env.ecr_repository(),
                 noncurrent_days: 30,
                 lifecycle_policy: policy.to_string(),
             },
