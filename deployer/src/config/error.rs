@@ -139,7 +139,7 @@ impl Loc {
 }
 
 /// A configuration problem. Rendered as
-/// `environments/prod.yaml:12:25: scaler.file_count_threshold: must be at least 1`
+/// `environments/prod.yaml:12:25: scaler.file_count_threshold: 0 is not allowed`
 /// followed, on a terminal, by the source line and the help.
 #[derive(Debug, Clone)]
 pub struct ConfigError {

@@ -224,6 +224,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn null_restores_the_builtin_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let envs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments");
+        std::fs::copy(envs.join(DEFAULTS_FILE), dir.path().join(DEFAULTS_FILE)).unwrap();
+        let env = load_text(dir.path(), b"account_id: \"111122223333\"\n").unwrap();
+        assert_eq!(
+            env.config.efs.transition_to_ia_days,
+            Some(30),
+            "defaults.yaml sets 30"
+        );
+        let env = load_text(
+            dir.path(),
+            b"account_id: \"111122223333\"\nefs:\n  transition_to_ia_days: null\n",
+        )
+        .unwrap();
+        assert_eq!(
+            env.config.efs.transition_to_ia_days, None,
+            "null means never"
+        );
+    }
+
+    #[test]
+    fn environment_names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "Prod",
+            "a--b",
+            "dev-",
+            "",
+            "0dev",
+            "a-very-long-environment-name",
+        ] {
+            assert!(load(dir.path(), bad).is_err(), "{bad:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

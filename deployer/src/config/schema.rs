@@ -121,7 +121,7 @@ impl Default for Efs {
             throughput_mode: ThroughputMode::Elastic,
             provisioned_throughput_mibps: None,
             kms_key_arn: None,
-            transition_to_ia_days: Some(30),
+            transition_to_ia_days: None,
             transition_to_archive_days: None,
             transition_to_primary_on_access: true,
             backup: true,
@@ -222,7 +222,8 @@ pub struct Service {
     pub architecture: Architecture,
     pub circuit_breaker: CircuitBreaker,
     pub container_insights: bool,
-    /// Seconds ECS ignores failing health checks after a task starts.
+    /// Seconds after a task starts during which failed container health checks do not
+    /// count (the health check's start period; ECS allows 0 to 300).
     pub health_check_grace_seconds: u32,
 }
 

@@ -561,8 +561,8 @@ fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         "service.health_check_grace_seconds",
         s.health_check_grace_seconds.into(),
         0,
-        3600,
-        "seconds",
+        300,
+        "the container health check's start period, which ECS limits to 300 s",
     );
 }
 

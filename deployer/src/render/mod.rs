@@ -10,6 +10,8 @@ use handlebars::{
     Context as HbContext, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError,
     RenderErrorReason, ScopedJson, handlebars_helper,
 };
+use std::path::Path;
+
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
@@ -133,7 +135,8 @@ impl Renderer {
         let bootstrap = self.render_one("bootstrap", &BootstrapContext::new(env))?;
         let resolved = json!({
             "environment": env.name,
-            "files": env.files,
+            // File names only: the output must not depend on where the repository sits.
+            "files": env.files.iter().map(|f| Path::new(f).file_name().map_or_else(|| f.clone(), |n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
             "stack_name": env.stack_name(),
             "bootstrap_stack_name": env.bootstrap_stack_name(),
             "ssm_parameter_name": env.ssm_parameter_name(),
