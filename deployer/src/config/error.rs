@@ -201,11 +201,6 @@ impl ConfigError {
         self
     }
 
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-
     pub fn help_text(&self) -> Option<String> {
         self.help.clone()
     }
