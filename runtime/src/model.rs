@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// zone, at most six zones per region), but a writer checks rather than truncates.
 pub const MAX_PARAMETER_BYTES: usize = 4096;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ModelError {
     #[error("mount-target list is not valid JSON of the expected shape: {0}")]
     Json(String),

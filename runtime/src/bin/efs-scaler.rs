@@ -1,0 +1,176 @@
+//! `efs-scaler`: the scaler Lambda's `bootstrap`, and the same pass from a shell.
+//!
+//! Started by Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves invocations; otherwise it
+//! is a command line tool: `count DIR [--limit N]` and `run-once [--dry-run]`.
+
+// The Lambda runtime, the SDK clients and the pass nest deep async types.
+#![recursion_limit = "256"]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use runtime::scaler::count::{self, CountOptions};
+use runtime::scaler::deadline::Deadline;
+use runtime::scaler::{Clients, RunOptions, ScalerConfig, lambda};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "efs-scaler",
+    version,
+    about = "Counts files on EFS and adds a mount target past the threshold",
+    long_about = "Counts files on EFS and adds a mount target past the threshold.\n\n\
+        Run by AWS Lambda (AWS_LAMBDA_RUNTIME_API set) it serves scheduled invocations; \
+        from a shell it counts a directory or runs one scaling pass with the Lambda's \
+        environment variables."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the number of regular files under DIR (symlinks are not followed).
+    Count {
+        dir: PathBuf,
+        /// Stop once N files are seen and print `N+`.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Directories listed in parallel (default: one per core; more for NFS/EFS).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
+    },
+    /// Run one scaling pass with the Lambda's environment variables and print the
+    /// result as JSON.
+    RunOnce {
+        /// Read, count and decide, but create, write and redeploy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Give up (with a reported error) after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 270)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    if lambda::is_lambda() {
+        init_logging(true);
+        return block_on(async {
+            match lambda::serve().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    tracing::error!(%message, "scaler stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are successes; everything else is bad input.
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(false);
+    match cli.command {
+        Command::Count {
+            dir,
+            limit,
+            threads,
+        } => count_command(&dir, limit, threads),
+        Command::RunOnce { dry_run, timeout } => run_once(dry_run, timeout),
+    }
+}
+
+fn block_on(fut: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("efs-scaler: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON lines on stdout in Lambda (CloudWatch Logs parses them); readable lines on
+/// stderr from a shell, where stdout carries the result. `RUST_LOG` filters both.
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stdout)
+            .try_init()
+    } else {
+        builder
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init()
+    };
+}
+
+fn count_command(dir: &std::path::Path, limit: Option<u64>, threads: Option<u16>) -> ExitCode {
+    let options = CountOptions {
+        limit,
+        threads: threads.map_or_else(count::default_threads, usize::from),
+        deadline: None,
+    };
+    match count::count_files(dir, &options) {
+        Ok(c) if c.complete => {
+            println!("{}", c.files);
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            // Stopped at the limit: at least that many.
+            println!("{}+", limit.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("efs-scaler: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_once(dry_run: bool, timeout: u64) -> ExitCode {
+    // Validated before any AWS call: a bad variable costs nothing.
+    let config = match ScalerConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("efs-scaler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    block_on(async move {
+        let deadline = Deadline::after(Duration::from_secs(timeout));
+        let clients = Clients::new(&runtime::aws::sdk_config().await);
+        let result =
+            runtime::scaler::run(&config, &clients, RunOptions::new(dry_run, deadline)).await;
+        println!("{}", result.to_json());
+        for warning in &result.warnings {
+            tracing::warn!("{warning}");
+        }
+        match &result.error {
+            None => ExitCode::SUCCESS,
+            Some(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,83 @@
+//! CloudWatch metrics as embedded-metric-format log lines: Lambda's log stream turns them
+//! into metrics without a PutMetricData call (no extra permission, no extra latency).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::result::RunResult;
+
+pub const NAMESPACE: &str = "EfsAutoscaler";
+
+/// One EMF line for the run, dimensioned by file system.
+pub fn emf_line(result: &RunResult, file_system_id: &str, now: SystemTime) -> String {
+    let timestamp = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let available = result
+        .mount_targets_after
+        .iter()
+        .filter(|t| t.state == "available")
+        .count();
+    json!({
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["FileSystemId"]],
+                "Metrics": [
+                    { "Name": "FileCount", "Unit": "Count" },
+                    { "Name": "MountTargets", "Unit": "Count" },
+                    { "Name": "ScaleOuts", "Unit": "Count" },
+                    { "Name": "Redeploys", "Unit": "Count" },
+                    { "Name": "Errors", "Unit": "Count" },
+                    { "Name": "RunDuration", "Unit": "Milliseconds" },
+                ],
+            }],
+        },
+        "FileSystemId": file_system_id,
+        "FileCount": result.file_count,
+        "MountTargets": available,
+        "ScaleOuts": u8::from(result.new_mount_target_created),
+        "Redeploys": u8::from(result.deployment_triggered),
+        "Errors": u8::from(!result.is_success()),
+        "RunDuration": result.duration_ms,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::scaler::policy::Policy;
+    use crate::scaler::result::TargetSummary;
+
+    #[test]
+    fn every_declared_metric_has_a_value() {
+        let mut r = RunResult::new(UNIX_EPOCH, 10, Policy::PerTarget, false);
+        r.file_count = 42;
+        r.new_mount_target_created = true;
+        r.mount_targets_after = vec![TargetSummary {
+            mount_target_id: "fsmt-00000001".into(),
+            availability_zone: "ap-northeast-1a".into(),
+            ip_address: Some("10.0.1.5".into()),
+            state: "available".into(),
+        }];
+        let line: serde_json::Value =
+            serde_json::from_str(&emf_line(&r, "fs-00000001", UNIX_EPOCH)).unwrap();
+        let declared = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
+        for m in declared {
+            let name = m["Name"].as_str().unwrap();
+            assert!(line[name].is_number(), "{name} has no value: {line}");
+        }
+        assert_eq!(line["FileCount"], 42);
+        assert_eq!(line["MountTargets"], 1);
+        assert_eq!(line["ScaleOuts"], 1);
+        assert_eq!(line["Errors"], 0);
+        assert_eq!(line["FileSystemId"], "fs-00000001");
+    }
+}
