@@ -72,9 +72,22 @@ fn output(stack: &aws_sdk_cloudformation::types::Stack, key: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_environment_creates_every_resource() {
-    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+/// The `local` environment deployed into a moto server: what later checks need.
+pub(crate) struct LocalStack {
+    pub env: config::Environment,
+    pub sdk: aws_config::SdkConfig,
+    pub stack: aws_sdk_cloudformation::types::Stack,
+}
+
+impl LocalStack {
+    pub fn output(&self, key: &str) -> String {
+        output(&self.stack, key)
+    }
+}
+
+/// Renders `local` and creates its bootstrap and main stacks in `moto`, checking the
+/// bootstrap stack's outputs on the way.
+pub(crate) async fn deploy_local(moto: &MotoServer) -> LocalStack {
     let env = config::load(&repo_root().join("environments"), "local")
         .unwrap_or_else(|e| panic!("{e:?}"));
     let rendered = Renderer::new().unwrap().render(&env).unwrap();
@@ -138,6 +151,13 @@ async fn local_environment_creates_every_resource() {
         ],
     )
     .await;
+    LocalStack { env, sdk, stack }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_environment_creates_every_resource() {
+    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let LocalStack { env, sdk, stack } = deploy_local(&moto).await;
 
     // VPC and one private subnet per configured zone.
     let ec2 = aws_sdk_ec2::Client::new(&sdk);

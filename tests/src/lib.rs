@@ -1,8 +1,15 @@
 //! The test harness: starts real local components for the end-to-end tests.
 //!
-//! Now: a moto server (the local AWS endpoint) on a free loopback port. Later issues add
-//! NFS servers and a container registry. A component that is missing is an error naming
+//! Now: a moto server (the local AWS endpoint) on a free loopback port, a stand-in for
+//! the Lambda Runtime API, and workspace binaries built on demand. Later issues add NFS
+//! servers and a container registry. A component that is missing is an error naming
 //! the command that installs it; tests never skip silently.
+
+mod cargo_bin;
+mod lambda_api;
+
+pub use cargo_bin::cargo_bin;
+pub use lambda_api::{FakeRuntimeApi, Posted};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -36,6 +43,8 @@ pub enum HarnessError {
         status: String,
         log: String,
     },
+    #[error("{what} failed:\n{log}")]
+    Build { what: String, log: String },
     #[error("moto answered {status} to {path}")]
     Http { path: String, status: String },
 }

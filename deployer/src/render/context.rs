@@ -138,6 +138,8 @@ pub struct ScalerCtx {
     pub architecture: &'static str,
     pub scaling_policy: &'static str,
     pub max_mount_targets: u32,
+    /// The initial mount targets: the per-target policy never aims below them.
+    pub min_mount_targets: usize,
     pub log_group: String,
     /// `Fn::Sub` body of the candidate-subnet JSON the scaler receives.
     pub candidate_subnets: String,
@@ -376,6 +378,7 @@ impl Context {
                     ScalingPolicy::Seed => "seed",
                 },
                 max_mount_targets: env.max_mount_targets(),
+                min_mount_targets: initial.len(),
                 log_group: format!("/aws/lambda/{}", name("scaler")),
                 candidate_subnets,
                 duration_alarm_ms: u64::from(c.scaler.timeout_seconds) * 800,
