@@ -17,6 +17,7 @@ pub fn cargo_bin(package: &str, bin: &str) -> Result<PathBuf, HarnessError> {
         .args([
             "build",
             "--quiet",
+            "--locked",
             "--message-format=json",
             "-p",
             package,
