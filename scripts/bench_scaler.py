@@ -149,6 +149,7 @@ def startup_bench():
     env = {
         "PATH": os.environ["PATH"],
         "AWS_REGION": "ap-northeast-1",
+        "AWS_DEFAULT_REGION": "ap-northeast-1",  # Lambda sets both; boto3 reads this one
         "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "example",
         "AWS_LAMBDA_FUNCTION_NAME": "efs-scaler",

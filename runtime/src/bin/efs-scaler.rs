@@ -104,11 +104,16 @@ fn block_on(fut: impl Future<Output = ExitCode>) -> ExitCode {
 }
 
 /// JSON lines on stdout in Lambda (CloudWatch Logs parses them); readable lines on
-/// stderr from a shell, where stdout carries the result. `RUST_LOG` filters both.
+/// stderr from a shell, where stdout carries the result. The level comes from Lambda's
+/// log-level setting (`AWS_LAMBDA_LOG_LEVEL`) or `RUST_LOG` (one level, e.g. `debug`).
 fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use tracing_subscriber::filter::LevelFilter;
+    let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .and_then(|v| v.trim().to_ascii_lowercase().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let builder = tracing_subscriber::fmt().with_max_level(level);
     let _ = if json {
         builder
             .json()

@@ -208,8 +208,18 @@ impl Pass<'_> {
         }
         let after = after.unwrap_or(before);
         result.mount_targets_after = summaries(&after);
+        self.publish_and_redeploy(&after, result).await
+    }
 
-        let list = reconcile::verified_list(&after).map_err(|e| match e {
+    /// Publishes the verified list when it differs, and redeploys when it was written or
+    /// an earlier redeploy failed.
+    async fn publish_and_redeploy(
+        &self,
+        after: &[MountTargetInfo],
+        result: &mut RunResult,
+    ) -> Result<(), Failure> {
+        let cfg = self.config;
+        let list = reconcile::verified_list(after).map_err(|e| match e {
             ReconcileError::NoneAvailable => {
                 Failure::new(FailureKind::NoAvailableMountTarget, e.to_string())
             }
