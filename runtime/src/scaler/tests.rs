@@ -89,6 +89,21 @@ struct Target {
     polls_left: u32,
 }
 
+impl Target {
+    fn describe(&self) -> MountTargetDescription {
+        MountTargetDescription::builder()
+            .mount_target_id(&self.id)
+            .file_system_id(FS)
+            .subnet_id(&self.subnet)
+            .availability_zone_name(&self.az)
+            .vpc_id(&self.vpc)
+            .ip_address(&self.ip)
+            .life_cycle_state(self.state.clone())
+            .build()
+            .unwrap()
+    }
+}
+
 #[derive(Debug)]
 struct World {
     targets: Vec<Target>,
@@ -216,18 +231,6 @@ impl World {
         if let Some(e) = self.enter(Op::DescribeMountTargets) {
             return MockResponse::Http(http_error(false, e));
         }
-        let describe = |t: &Target| {
-            MountTargetDescription::builder()
-                .mount_target_id(&t.id)
-                .file_system_id(FS)
-                .subnet_id(&t.subnet)
-                .availability_zone_name(&t.az)
-                .vpc_id(&t.vpc)
-                .ip_address(&t.ip)
-                .life_cycle_state(t.state.clone())
-                .build()
-                .unwrap()
-        };
         if let Some(id) = input.mount_target_id() {
             let Some(t) = self.targets.iter_mut().find(|t| t.id == id) else {
                 return MockResponse::Http(http_error(
@@ -245,7 +248,7 @@ impl World {
                     t.polls_left -= 1;
                 }
             }
-            let d = describe(t);
+            let d = t.describe();
             return MockResponse::Output(
                 DescribeMountTargetsOutput::builder()
                     .mount_targets(d)
@@ -257,7 +260,7 @@ impl World {
         let end = (start + self.page_size).min(self.targets.len());
         let mut out = DescribeMountTargetsOutput::builder();
         for t in &self.targets[start..end] {
-            out = out.mount_targets(describe(t));
+            out = out.mount_targets(t.describe());
         }
         if end < self.targets.len() {
             out = out.next_marker(end.to_string());
@@ -779,18 +782,7 @@ fn throttling_is_retried_with_backoff() {
         let w = world.lock().unwrap();
         let mut out = DescribeMountTargetsOutput::builder();
         for t in &w.targets {
-            out = out.mount_targets(
-                MountTargetDescription::builder()
-                    .mount_target_id(&t.id)
-                    .file_system_id(FS)
-                    .subnet_id(&t.subnet)
-                    .availability_zone_name(&t.az)
-                    .vpc_id(&t.vpc)
-                    .ip_address(&t.ip)
-                    .life_cycle_state(t.state.clone())
-                    .build()
-                    .unwrap(),
-            );
+            out = out.mount_targets(t.describe());
         }
         out.build()
     };
