@@ -68,7 +68,9 @@ struct Wire {
     mount_targets: Vec<MountTarget>,
 }
 
-fn hex_id(value: &str, prefix: &str) -> bool {
+/// An AWS resource id: `prefix` (with its dash, e.g. `fsmt-`) and 8 to 40 lowercase hex
+/// digits.
+pub fn is_hex_id(value: &str, prefix: &str) -> bool {
     value.strip_prefix(prefix).is_some_and(|h| {
         (8..=40).contains(&h.len())
             && h.chars()
@@ -107,14 +109,14 @@ impl MountTarget {
             value: value.to_string(),
             expected,
         };
-        if !hex_id(&self.mount_target_id, "fsmt-") {
+        if !is_hex_id(&self.mount_target_id, "fsmt-") {
             return Err(invalid(
                 "mount_target_id",
                 &self.mount_target_id,
                 "fsmt- followed by 8 to 40 lowercase hex digits",
             ));
         }
-        if !hex_id(&self.subnet_id, "subnet-") {
+        if !is_hex_id(&self.subnet_id, "subnet-") {
             return Err(invalid(
                 "subnet_id",
                 &self.subnet_id,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::model::is_availability_zone;
+use crate::model::{is_availability_zone, is_hex_id};
 
 use super::policy::Policy;
 
@@ -93,15 +93,15 @@ impl Reader<'_> {
         value
     }
 
-    /// A required AWS id of the form `prefix-hex`.
+    /// A required AWS id: `prefix` (with its dash) and hex digits.
     fn id(&mut self, variable: &'static str, prefix: &str, example: &str) -> String {
         let Some(value) = self.required(variable, example) else {
             return String::new();
         };
-        if !is_aws_id(&value, prefix) {
+        if !is_hex_id(&value, prefix) {
             self.problem(
                 variable,
-                format!("{value:?} is not a valid id (expected {prefix}- and 8 to 40 lowercase hex digits, e.g. {example})"),
+                format!("{value:?} is not a valid id (expected {prefix} and 8 to 40 lowercase hex digits, e.g. {example})"),
             );
         }
         value
@@ -126,18 +126,6 @@ impl Reader<'_> {
             }
         }
     }
-}
-
-fn is_aws_id(value: &str, prefix: &str) -> bool {
-    value
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .is_some_and(|hex| {
-            (8..=40).contains(&hex.len())
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
 }
 
 /// ECS cluster and service names: up to 255 letters, digits, hyphens and underscores.
@@ -165,7 +153,7 @@ impl ScalerConfig {
             vars,
             problems: Vec::new(),
         };
-        let file_system_id = r.id("EFS_FILE_SYSTEM_ID", "fs", "fs-0123456789abcdef0");
+        let file_system_id = r.id("EFS_FILE_SYSTEM_ID", "fs-", "fs-0123456789abcdef0");
 
         let target_directory = match r.required("TARGET_DIRECTORY", "/mnt/efs/data") {
             Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
@@ -211,8 +199,8 @@ impl ScalerConfig {
         let cluster = ecs_name(&mut r, "ECS_CLUSTER_NAME", "efs-autoscaler-prod");
         let service = ecs_name(&mut r, "ECS_SERVICE_NAME", "efs-autoscaler-prod-router");
 
-        let vpc_id = r.id("VPC_ID", "vpc", "vpc-0123456789abcdef0");
-        let security_group_id = r.id("SECURITY_GROUP_ID", "sg", "sg-0123456789abcdef0");
+        let vpc_id = r.id("VPC_ID", "vpc-", "vpc-0123456789abcdef0");
+        let security_group_id = r.id("SECURITY_GROUP_ID", "sg-", "sg-0123456789abcdef0");
 
         let candidates = read_candidates(&mut r);
 
@@ -321,7 +309,7 @@ fn read_candidates(r: &mut Reader) -> Vec<Candidate> {
                 ),
             );
         }
-        if !is_aws_id(&c.subnet_id, "subnet") {
+        if !is_hex_id(&c.subnet_id, "subnet-") {
             r.problem(
                 VAR,
                 format!(
@@ -443,10 +431,10 @@ mod tests {
 
     #[test]
     fn ids_and_names_are_checked() {
-        assert!(is_aws_id("fs-01234567", "fs"));
-        assert!(!is_aws_id("fs-0123456", "fs"));
-        assert!(!is_aws_id("fs-0123456G", "fs"));
-        assert!(!is_aws_id("sg-01234567", "fs"));
+        assert!(is_hex_id("fs-01234567", "fs-"));
+        assert!(!is_hex_id("fs-0123456", "fs-"));
+        assert!(!is_hex_id("fs-0123456G", "fs-"));
+        assert!(!is_hex_id("sg-01234567", "fs-"));
         assert!(is_parameter_name("/a/b-c_d.e"));
         assert!(!is_parameter_name("a/b"));
         assert!(!is_parameter_name("/a//b"));
