@@ -6,8 +6,6 @@
 //! step believes it did, and written only when it differs from what is published. A
 //! list is only ever replaced by a verified one (property 7).
 
-use std::time::SystemTime;
-
 use crate::aws::AwsError;
 use crate::aws::efs::{MountTargetInfo, State};
 use crate::aws::ssm::{Parameter, Ssm};
@@ -56,8 +54,6 @@ pub struct Published {
     pub written: bool,
     /// The previous value could not be read as a list (it is replaced).
     pub previous_unreadable: Option<ModelError>,
-    /// When the published value was last written (now, if this call wrote it).
-    pub last_modified: Option<SystemTime>,
 }
 
 /// Makes the parameter `name` hold `list`, writing only when it differs. A value that
@@ -83,17 +79,11 @@ pub async fn publish(
     if written {
         ssm.put(name, &value).await.map_err(ReconcileError::Write)?;
     }
-    let last_modified = if written {
-        Some(SystemTime::now())
-    } else {
-        previous.as_ref().and_then(|p| p.last_modified)
-    };
     Ok(Published {
         previous,
         changed,
         written,
         previous_unreadable,
-        last_modified,
     })
 }
 

@@ -72,6 +72,23 @@ fn output(stack: &aws_sdk_cloudformation::types::Stack, key: &str) -> String {
         .to_string()
 }
 
+/// The zones of the file system's mount targets, sorted.
+pub(crate) async fn mount_target_zones(efs: &aws_sdk_efs::Client, fs_id: &str) -> Vec<String> {
+    let targets = efs
+        .describe_mount_targets()
+        .file_system_id(fs_id)
+        .send()
+        .await
+        .expect("describe mount targets");
+    let mut zones: Vec<String> = targets
+        .mount_targets()
+        .iter()
+        .filter_map(|t| t.availability_zone_name().map(str::to_string))
+        .collect();
+    zones.sort();
+    zones
+}
+
 /// The `local` environment deployed into a moto server: what later checks need.
 pub(crate) struct LocalStack {
     pub env: config::Environment,
@@ -215,19 +232,10 @@ async fn local_environment_creates_every_resource() {
     let fs = &fs.file_systems()[0];
     assert_eq!(fs.encrypted(), Some(true));
     assert_eq!(fs.throughput_mode().map(|m| m.as_str()), Some("elastic"));
-    let targets = efs
-        .describe_mount_targets()
-        .file_system_id(&fs_id)
-        .send()
-        .await
-        .expect("describe mount targets");
-    let mut zones: Vec<String> = targets
-        .mount_targets()
-        .iter()
-        .filter_map(|t| t.availability_zone_name().map(str::to_string))
-        .collect();
-    zones.sort();
-    assert_eq!(zones, env.initial_mount_target_azs());
+    assert_eq!(
+        mount_target_zones(&efs, &fs_id).await,
+        env.initial_mount_target_azs()
+    );
 
     // The scaler function, with the design's environment variables pointing at this stack.
     let lambda = aws_sdk_lambda::Client::new(&sdk);

@@ -12,7 +12,7 @@ use harness::{FakeRuntimeApi, MotoServer, cargo_bin};
 use runtime::model::MountTargetList;
 use serde_json::Value;
 
-use crate::local_stack::{LocalStack, deploy_local};
+use crate::local_stack::{LocalStack, deploy_local, mount_target_zones};
 
 /// The function's environment as the template set it, with the counted directory and
 /// the threshold replaced for the test.
@@ -91,18 +91,7 @@ struct Observed {
 
 async fn observe(local: &LocalStack) -> Observed {
     let efs = aws_sdk_efs::Client::new(&local.sdk);
-    let targets = efs
-        .describe_mount_targets()
-        .file_system_id(local.output("FileSystemId"))
-        .send()
-        .await
-        .expect("describe mount targets");
-    let mut zones: Vec<String> = targets
-        .mount_targets()
-        .iter()
-        .filter_map(|t| t.availability_zone_name().map(str::to_string))
-        .collect();
-    zones.sort();
+    let zones = mount_target_zones(&efs, &local.output("FileSystemId")).await;
     let ssm = aws_sdk_ssm::Client::new(&local.sdk);
     let parameter = match ssm
         .get_parameter()

@@ -260,8 +260,8 @@ impl Pass<'_> {
         let redeploy = if published.written {
             true
         } else {
-            self.earlier_redeploy_failed(published.last_modified)
-                .await?
+            let published_at = published.previous.as_ref().and_then(|p| p.last_modified);
+            self.earlier_redeploy_failed(published_at).await?
         };
         if redeploy {
             let id = self
