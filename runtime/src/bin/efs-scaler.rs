@@ -56,7 +56,7 @@ enum Command {
 
 fn main() -> ExitCode {
     if lambda::is_lambda() {
-        init_logging(true);
+        runtime::logging::init(true);
         return block_on(async {
             match lambda::serve().await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(false);
+    runtime::logging::init(false);
     match cli.command {
         Command::Count {
             dir,
@@ -101,32 +101,6 @@ fn block_on(fut: impl Future<Output = ExitCode>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// JSON lines on stdout in Lambda (CloudWatch Logs parses them); readable lines on
-/// stderr from a shell, where stdout carries the result. The level comes from Lambda's
-/// log-level setting (`AWS_LAMBDA_LOG_LEVEL`) or `RUST_LOG` (one level, e.g. `debug`).
-fn init_logging(json: bool) {
-    use tracing_subscriber::filter::LevelFilter;
-    let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok())
-        .and_then(|v| v.trim().to_ascii_lowercase().parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    let builder = tracing_subscriber::fmt().with_max_level(level);
-    let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_writer(std::io::stdout)
-            .try_init()
-    } else {
-        builder
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .try_init()
-    };
 }
 
 fn count_command(dir: &std::path::Path, limit: Option<u64>, threads: Option<u16>) -> ExitCode {

@@ -1,0 +1,88 @@
+//! `efs-router`: the router container's entrypoint.
+//!
+//! `serve` connects to the mount targets and serves the HTTP API (docs/router.md);
+//! `health` is the container health check (the image has no curl).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use runtime::router::{self, config::ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "efs-router",
+    version,
+    about = "Serves an EFS file system over HTTP, spreading paths over every mount target"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to the mount targets and serve the HTTP API until SIGTERM.
+    Serve(Box<ServeArgs>),
+    /// Exit 0 when URL answers 200 (the container health check).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:8080/health")]
+        url: String,
+        #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("efs-router: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            // JSON lines on stdout for the awslogs driver; LOG_FORMAT=text for a terminal.
+            runtime::logging::init(std::env::var("LOG_FORMAT").as_deref() != Ok("text"));
+            match runtime.block_on(router::serve(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "efs-router cannot serve");
+                    eprintln!("efs-router: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Health { url, timeout } => {
+            match runtime.block_on(router::health_check::check(
+                &url,
+                Duration::from_secs(timeout),
+            )) {
+                Ok(200) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("efs-router: {url} answered {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("efs-router: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Moving file contents between HTTP bodies and targets: pipelined, bounded in memory,
+//! and (for reads) carried over to another target when one fails mid-stream.
+//!
+//! Throughput over NFS needs several calls in flight per stream (one 1 MiB call at a
+//! time leaves the link idle for a round trip per MiB); memory needs a cap however many
+//! streams run. Both come from one [`Budget`]: every chunk in flight holds its size in
+//! permits of a process-wide semaphore, and each stream has at most [`DEPTH`] chunks in
+//! flight. One stream alone gets full depth; many streams share the budget fairly (the
+//! semaphore is first come, first served) and RSS stays bounded.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::backend::{BackendError, Client, Handle, Stat, WriteAck};
+use super::path::FilePath;
+use super::pool::{Pool, Target};
+
+/// Chunks in flight per stream.
+pub const DEPTH: usize = 8;
+
+/// The bytes all streams together may hold in flight.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        Budget {
+            permits: Arc::new(Semaphore::new(bytes)),
+            bytes,
+        }
+    }
+
+    async fn take(&self, n: usize) -> OwnedSemaphorePermit {
+        // A chunk larger than the whole budget would wait forever: cap it.
+        let n = u32::try_from(n.min(self.bytes)).unwrap_or(u32::MAX);
+        match self.permits.clone().acquire_many_owned(n).await {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("the transfer budget semaphore was closed"),
+        }
+    }
+}
+
+/// Where a read is served from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub target: Arc<Target>,
+    pub client: Arc<Client>,
+    pub handle: Arc<Handle>,
+}
+
+/// Streams `[start, end)` of a file opened on `source`, whose stat was `stat`. When the
+/// target fails, the stream continues from the first unsent byte on the next target that
+/// has the same file (same file id and size), so a client sees no error for a failure the
+/// router can hide.
+pub fn read_stream(
+    pool: Arc<Pool>,
+    budget: Budget,
+    path: FilePath,
+    stat: Stat,
+    source: Source,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    // Each chunk travels with its permit, released when the consumer asks for the next
+    // one: by then hyper has written it out.
+    let (tx, rx) =
+        mpsc::channel::<(Result<Bytes, std::io::Error>, Option<OwnedSemaphorePermit>)>(1);
+    tokio::spawn(async move {
+        let mut source = source;
+        let mut next = start;
+        let mut tried = vec![source.target.spec.key.clone()];
+        'sources: loop {
+            let chunk = source.client.chunk_size() as u64;
+            let mut inflight = FuturesOrdered::new();
+            let mut issued = next;
+            loop {
+                while inflight.len() < DEPTH && issued < end {
+                    let len = (end - issued).min(chunk) as usize;
+                    let permit = budget.take(len).await;
+                    let (s, at) = (source.clone(), issued);
+                    inflight.push_back(async move {
+                        let data = s.target.call(s.client.read(&s.handle, at, len)).await;
+                        (data, len, permit)
+                    });
+                    issued += len as u64;
+                }
+                let Some((result, len, permit)) = inflight.next().await else {
+                    break 'sources;
+                };
+                match result {
+                    Ok(data) if data.len() == len => {
+                        source.target.stats.add_read(data.len());
+                        next += len as u64;
+                        if tx.send((Ok(data), Some(permit))).await.is_err() {
+                            break 'sources; // The client went away.
+                        }
+                    }
+                    Ok(data) => {
+                        // The file shrank under us: what was promised cannot be sent.
+                        let e = format!(
+                            "{path} changed while being read ({} bytes short at {next})",
+                            len - data.len()
+                        );
+                        let _ = tx.send((Err(std::io::Error::other(e)), None)).await;
+                        break 'sources;
+                    }
+                    Err(e) if e.is_target_failure() => {
+                        pool.report(&source.target, &source.client, &e);
+                        drop(inflight);
+                        source.client.close(&source.handle).await;
+                        match failover(&pool, &path, &stat, &mut tried).await {
+                            Some(s) => {
+                                tracing::info!(%path, from = %tried[tried.len() - 2], to = %s.target.spec.address, offset = next, "read continues on another target");
+                                source = s;
+                                continue 'sources;
+                            }
+                            None => {
+                                let _ = tx.send((Err(std::io::Error::other(e)), None)).await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send((Err(std::io::Error::other(e)), None)).await;
+                        break 'sources;
+                    }
+                }
+            }
+        }
+        source.client.close(&source.handle).await;
+    });
+    futures_util::stream::unfold((rx, None), |(mut rx, held)| async move {
+        drop(held);
+        let (item, permit) = rx.recv().await?;
+        Some((item, (rx, permit)))
+    })
+}
+
+/// The next-ranked target not yet tried that has the same file open for reading.
+async fn failover(
+    pool: &Arc<Pool>,
+    path: &FilePath,
+    stat: &Stat,
+    tried: &mut Vec<String>,
+) -> Option<Source> {
+    for (target, client) in pool.ranked(path.as_str()) {
+        if tried.contains(&target.spec.key) {
+            continue;
+        }
+        tried.push(target.spec.key.clone());
+        let same = match target.call(client.stat(path)).await {
+            Ok(s) => s.file_id == stat.file_id && s.size == stat.size,
+            Err(e) => {
+                pool.report(&target, &client, &e);
+                false
+            }
+        };
+        if !same {
+            continue;
+        }
+        match target.call(client.open_read(path)).await {
+            Ok(handle) => {
+                return Some(Source {
+                    target,
+                    client,
+                    handle: Arc::new(handle),
+                });
+            }
+            Err(e) => pool.report(&target, &client, &e),
+        }
+    }
+    None
+}
+
+/// Why an upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error("the request body ended early: {0}")]
+    Body(String),
+}
+
+/// Writes `body` to `path` atomically: into a temporary name in the same directory
+/// (parents created as needed), committed, then renamed over `path`. Readers see the
+/// old file or the new one, never a part; a failed upload leaves nothing behind.
+pub async fn write_file<S, E>(
+    budget: &Budget,
+    target: &Target,
+    client: &Client,
+    path: &FilePath,
+    body: S,
+) -> Result<u64, WriteError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let parent = path.parent();
+    let temp = parent.join(&format!(
+        "{}{:016x}.tmp",
+        super::path::TEMP_PREFIX,
+        rand::random::<u64>()
+    ));
+    let handle = match target.call(client.create(&temp)).await {
+        Ok(h) => h,
+        Err(BackendError::NotFound) => {
+            make_parents(target, client, path).await?;
+            target.call(client.create(&temp)).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let written = write_body(budget, target, client, &handle, body).await;
+    let finished = match written {
+        Ok((size, acks)) => match target.call(client.commit(&handle, acks)).await {
+            Ok(()) => target
+                .call(client.rename(&temp, path))
+                .await
+                .map(|()| size)
+                .map_err(WriteError::from),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => {
+            client.close(&handle).await;
+            Err(e)
+        }
+    };
+    if finished.is_err() {
+        // Best effort: a temporary name left by a dead target is invisible to clients
+        // (reserved prefix, hidden from listings) and documented for cleanup.
+        if let Err(e) = target.call(client.remove(&temp)).await {
+            tracing::warn!(temp = %temp, error = %e, "could not remove a failed upload's temporary file");
+        }
+    }
+    finished
+}
+
+async fn write_body<S, E>(
+    budget: &Budget,
+    target: &Target,
+    client: &Client,
+    handle: &Handle,
+    mut body: S,
+) -> Result<(u64, Vec<WriteAck>), WriteError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let chunk = client.chunk_size();
+    let mut acks = Vec::new();
+    let mut inflight = FuturesUnordered::new();
+    let mut buffer = BytesMut::new();
+    let mut offset = 0u64;
+    let mut ended = false;
+    while !ended || !buffer.is_empty() {
+        if inflight.len() >= DEPTH
+            && let Some(done) = inflight.next().await
+        {
+            acks.push(done?);
+        }
+        // The permit comes before the bytes: buffered and in-flight data both count.
+        let permit = budget.take(chunk).await;
+        while !ended && buffer.len() < chunk {
+            match body.next().await {
+                Some(Ok(data)) => buffer.extend_from_slice(&data),
+                Some(Err(e)) => return Err(WriteError::Body(e.to_string())),
+                None => ended = true,
+            }
+        }
+        let take = buffer.len().min(chunk);
+        if take == 0 {
+            break;
+        }
+        let data = buffer.split_to(take).freeze();
+        let at = offset;
+        offset += data.len() as u64;
+        target.stats.add_written(data.len());
+        inflight.push(async move {
+            let ack = target.call(client.write(handle, at, data)).await;
+            drop(permit);
+            ack
+        });
+    }
+    while let Some(done) = inflight.next().await {
+        acks.push(done?);
+    }
+    Ok((offset, acks))
+}
+
+/// Creates the directories above `path`, top down; ones that exist are fine.
+async fn make_parents(
+    target: &Target,
+    client: &Client,
+    path: &FilePath,
+) -> Result<(), BackendError> {
+    for dir in path.ancestors() {
+        match target.call(client.mkdir(&dir)).await {
+            Ok(()) | Err(BackendError::Exists) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
