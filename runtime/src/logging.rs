@@ -3,7 +3,9 @@
 //! (stdout then stays free for results). One level, from `AWS_LAMBDA_LOG_LEVEL` (Lambda's
 //! log-level setting) or `RUST_LOG` (e.g. `debug`); `info` otherwise.
 
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(json: bool) {
     let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
@@ -11,19 +13,35 @@ pub fn init(json: bool) {
         .find_map(|v| std::env::var(v).ok())
         .and_then(|v| v.trim().to_ascii_lowercase().parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
-    let builder = tracing_subscriber::fmt().with_max_level(level);
+    // nfs-rs narrates every mount attempt at info and every failed retry at warn; the
+    // router reports the same events once, in its own words. Its detail returns at debug.
+    let quiet = if level >= LevelFilter::DEBUG {
+        level
+    } else {
+        LevelFilter::ERROR
+    };
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("nfs_rs", quiet);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) keeps the first subscriber; nothing to report.
     let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_writer(std::io::stdout)
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(std::io::stdout),
+            )
             .try_init()
     } else {
-        builder
-            .with_writer(std::io::stderr)
-            .with_target(false)
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
             .try_init()
     };
 }

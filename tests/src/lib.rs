@@ -1,15 +1,20 @@
 //! The test harness: starts real local components for the end-to-end tests.
 //!
-//! Now: a moto server (the local AWS endpoint) on a free loopback port, a stand-in for
-//! the Lambda Runtime API, and workspace binaries built on demand. Later issues add NFS
-//! servers and a container registry. A component that is missing is an error naming
+//! A moto server (the local AWS endpoint) on a free loopback port, a stand-in for the
+//! Lambda Runtime API, nfs-ganesha NFS servers on loopback addresses, the router as a
+//! child process, and workspace binaries built on demand. Later issues add a container
+//! registry. A component that is missing is an error naming
 //! the command that installs it; tests never skip silently.
 
 mod cargo_bin;
+mod ganesha;
 mod lambda_api;
+mod router;
 
 pub use cargo_bin::cargo_bin;
+pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};
+pub use router::{Exited, RouterProcess};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,6 +50,8 @@ pub enum HarnessError {
     },
     #[error("{what} failed:\n{log}")]
     Build { what: String, log: String },
+    #[error("{0}")]
+    Requirement(String),
     #[error("moto answered {status} to {path}")]
     Http { path: String, status: String },
 }

@@ -235,7 +235,8 @@ impl NfsClient {
             let wanted = limit - entries.len();
             for e in page.entries.iter().skip(skip).take(wanted) {
                 let (kind, size) = match &e.attr {
-                    Some(a) => (kind(a.type_), a.filesize),
+                    Some(a) if kind(a.type_) == EntryKind::File => (EntryKind::File, a.filesize),
+                    Some(a) => (kind(a.type_), 0),
                     None => (EntryKind::Other, 0),
                 };
                 entries.push(DirEntry {

@@ -1,0 +1,519 @@
+//! `efs-router` against real NFS servers: three nfs-ganesha instances on 127.0.0.2-4
+//! exporting one directory, as three mount targets of one file system. Files go in and
+//! out through the router's HTTP API; one server is killed mid-run and restarted. Then
+//! start-up against a moto server: targets from SSM, the default list when the parameter
+//! is missing, a clear failure when no target answers, and the watch following the list.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use harness::{Ganesha, MotoServer, RouterProcess};
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+fn http() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--backend",
+        "nfs",
+        "--export",
+        "/export",
+        "--connect-timeout",
+        "2",
+        "--operation-timeout",
+        "3",
+        "--probe-interval",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(["--nfs-port".into(), cluster.port().to_string()]);
+    for t in targets {
+        args.extend(["--target".into(), t.clone()]);
+    }
+    args
+}
+
+/// Deterministic contents of a given size.
+fn contents(seed: usize, size: usize) -> Vec<u8> {
+    let mut x = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn targets(router: &RouterProcess) -> BTreeMap<String, Value> {
+    let body: Value = http()
+        .get(router.url("/targets"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    body["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["address"].as_str().unwrap().to_string(), t.clone()))
+        .collect()
+}
+
+fn wait_for(router: &RouterProcess, what: &str, check: impl Fn(&BTreeMap<String, Value>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = targets(router);
+        if check(&t) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {t:#?}\n{}",
+            router.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn get_all(router: &RouterProcess, files: &[(String, Vec<u8>)]) {
+    let client = http();
+    for (path, data) in files {
+        let response = client
+            .get(router.url(&format!("/files/{path}")))
+            .send()
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "GET {path}\n{}",
+            router.log()
+        );
+        assert_eq!(
+            response.bytes().unwrap().as_ref(),
+            data.as_slice(),
+            "GET {path} contents"
+        );
+    }
+}
+
+#[test]
+fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
+    let mut cluster = Ganesha::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let router = RouterProcess::start(&nfs_args(&cluster, &cluster.addresses()), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = http();
+
+    // Writes: small and multi-chunk files, in nested directories that do not exist yet.
+    let files: Vec<(String, Vec<u8>)> = (0..48)
+        .map(|i| {
+            let size = match i % 6 {
+                0 => 0,
+                1 => 1,
+                2 => 4096,
+                3 => 100_000,
+                4 => 1_500_000,
+                _ => 3_200_001,
+            };
+            (format!("d{}/sub/f{i}.bin", i % 4), contents(i, size))
+        })
+        .collect();
+    for (path, data) in &files {
+        let response = client
+            .put(router.url(&format!("/files/{path}")))
+            .body(data.clone())
+            .send()
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "PUT {path}: {:?}\n{}",
+            response.text(),
+            router.log()
+        );
+    }
+    get_all(&router, &files);
+    // Found in the exported directory, and no temporary names left behind.
+    for (path, data) in &files {
+        assert_eq!(
+            &std::fs::read(cluster.export_dir().join(path)).unwrap(),
+            data,
+            "{path} on disk"
+        );
+    }
+    for d in 0..4 {
+        for entry in std::fs::read_dir(cluster.export_dir().join(format!("d{d}/sub"))).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                !name.starts_with(".efs-router-"),
+                "temporary file left: {name}"
+            );
+        }
+    }
+    // Every target carries load.
+    let t = targets(&router);
+    assert_eq!(t.len(), 3);
+    for (address, target) in &t {
+        assert_eq!(target["state"], "up", "{address}");
+        assert!(
+            target["operations"].as_u64().unwrap() > 0,
+            "{address} carried no load: {target}"
+        );
+        assert!(
+            target["bytes_written"].as_u64().unwrap() > 0,
+            "{address} stored nothing: {target}"
+        );
+    }
+
+    // A replaced file is replaced whole.
+    let path = files[5].0.clone();
+    let new = contents(999, 2_000_000);
+    assert_eq!(
+        client
+            .put(router.url(&format!("/files/{path}")))
+            .body(new.clone())
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        client
+            .get(router.url(&format!("/files/{path}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .as_ref(),
+        new.as_slice()
+    );
+
+    // Ranges, HEAD, listing pages, deletes, hostile paths.
+    let big = &path;
+    let response = client
+        .get(router.url(&format!("/files/{big}")))
+        .header("Range", "bytes=1048570-1048589")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.headers()["content-range"],
+        "bytes 1048570-1048589/2000000"
+    );
+    assert_eq!(
+        response.bytes().unwrap().as_ref(),
+        &new[1_048_570..1_048_590]
+    );
+    let response = client
+        .get(router.url(&format!("/files/{big}")))
+        .header("Range", "bytes=2000000-")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let response = client
+        .head(router.url("/files/d1/sub/f1.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (
+            response.status(),
+            response.headers()["content-length"].to_str().unwrap()
+        ),
+        (StatusCode::OK, "1")
+    );
+    assert_eq!(
+        client
+            .get(router.url("/files/d1/sub/nope"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        client
+            .get(router.url("/files/d1/sub"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::CONFLICT
+    );
+
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = router.url("/dirs/d0/sub?limit=5");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = client.get(url).send().unwrap().json().unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 5);
+        listed.extend(
+            entries
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    listed.sort();
+    let mut expected: Vec<String> = (0..48)
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("f{i}.bin"))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    assert_eq!(
+        client
+            .delete(router.url("/files/d0/sub/f0.bin"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(!cluster.export_dir().join("d0/sub/f0.bin").exists());
+    assert_eq!(
+        client
+            .delete(router.url("/files/d0/sub/f0.bin"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|(p, _)| p != "d0/sub/f0.bin" && *p != path)
+        .collect();
+
+    // Sent byte for byte: an HTTP client library would resolve `%2e%2e` itself.
+    for hostile in [
+        "/files/..%2f..%2fetc%2fpasswd",
+        "/files/a/%2e%2e/%2e%2e/x",
+        "/files/a/../../x",
+        "/files/a%00b",
+        "/files/a%5c..%5cb",
+        "/files/%ff",
+        "/files/%c0%ae%c0%ae/x",
+        "/dirs/..%2f",
+    ] {
+        let methods: &[&str] = if hostile.starts_with("/dirs") {
+            &["GET"]
+        } else {
+            &["PUT", "GET", "DELETE"]
+        };
+        for method in methods {
+            assert_eq!(
+                raw_status(&router, method, hostile),
+                400,
+                "{method} {hostile}"
+            );
+        }
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(cluster.export_dir().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    on_disk.sort();
+    assert_eq!(
+        on_disk
+            .iter()
+            .filter(|n| !n.starts_with("instance-"))
+            .collect::<Vec<_>>(),
+        ["export"]
+    );
+
+    // One server dies: reads keep succeeding (retried on the next-ranked target), and
+    // the target is marked down.
+    let victim = cluster.address(1);
+    cluster.kill(1);
+    get_all(&router, &files);
+    wait_for(&router, "the killed target to be marked down", |t| {
+        t[&victim]["state"] == "down"
+    });
+    assert_eq!(
+        http().get(router.url("/health")).send().unwrap().status(),
+        StatusCode::OK
+    );
+
+    // It comes back and carries load again, without a router restart.
+    cluster.restart(1).unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&router, "the restarted target to be back", |t| {
+        t[&victim]["state"] == "up"
+    });
+    let before = targets(&router)[&victim]["operations"].as_u64().unwrap();
+    get_all(&router, &files);
+    let after = targets(&router)[&victim]["operations"].as_u64().unwrap();
+    assert!(
+        after > before,
+        "the restarted target carries no load ({before} -> {after})"
+    );
+
+    let metrics = client
+        .get(router.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "efs_router_target_up{{target=\"{victim}\",availability_zone=\"\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("efs_router_http_requests_total{method=\"PUT\",status=\"201\"}"),
+        "{metrics}"
+    );
+
+    // SIGTERM: drains and exits 0.
+    let status = router.terminate().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+/// The status of a request written byte for byte on a plain TCP connection.
+fn raw_status(router: &RouterProcess, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(router.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn aws_env(moto: &MotoServer, parameter: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_REGION", "ap-northeast-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("SSM_PARAMETER_NAME", parameter.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn list_json(addresses: &[&str]) -> String {
+    let zones = ["a", "c", "d", "b"];
+    let targets: Vec<Value> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            serde_json::json!({
+                "mount_target_id": format!("fsmt-{:08x}", 0x1000 + i),
+                "ip_address": ip,
+                "availability_zone": format!("ap-northeast-1{}", zones[i]),
+                "subnet_id": format!("subnet-{:08x}", 0x2000 + i),
+            })
+        })
+        .collect();
+    serde_json::json!({ "mount_targets": targets }).to_string()
+}
+
+fn put_parameter(rt: &tokio::runtime::Runtime, moto: &MotoServer, name: &str, value: &str) {
+    rt.block_on(async {
+        let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config("ap-northeast-1").await);
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn router_start_up_follows_the_published_list() {
+    let cluster = Ganesha::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let name = "/efs-autoscaler/test/mount-targets";
+    let mut args = nfs_args(&cluster, &[]);
+    args.extend(["--refresh".into(), "1".into()]);
+
+    // Targets from SSM, with their ids and zones.
+    put_parameter(&rt, &moto, name, &list_json(&["127.0.0.2", "127.0.0.3"]));
+    let router =
+        RouterProcess::start(&args, &aws_env(&moto, name)).unwrap_or_else(|e| panic!("{e}"));
+    let t = targets(&router);
+    assert_eq!(t.keys().collect::<Vec<_>>(), ["127.0.0.2", "127.0.0.3"]);
+    assert_eq!(t["127.0.0.3"]["availability_zone"], "ap-northeast-1c");
+    assert_eq!(t["127.0.0.3"]["mount_target_id"], "fsmt-00001001");
+    assert!(t.values().all(|t| t["state"] == "up"));
+
+    // The list grows: the router follows it without a restart.
+    put_parameter(
+        &rt,
+        &moto,
+        name,
+        &list_json(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]),
+    );
+    wait_for(&router, "the third target to join", |t| {
+        t.get("127.0.0.4").is_some_and(|t| t["state"] == "up")
+    });
+    drop(router);
+
+    // Parameter missing: the task definition's default list.
+    let mut env = aws_env(&moto, "/efs-autoscaler/test/missing");
+    env.push(("DEFAULT_MOUNT_TARGETS".into(), "127.0.0.4".into()));
+    let router = RouterProcess::start(&args, &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(targets(&router).keys().collect::<Vec<_>>(), ["127.0.0.4"]);
+    assert!(
+        router.log().contains("starting with the default list"),
+        "{}",
+        router.log()
+    );
+    drop(router);
+
+    // No target answers: one refuses, one accepts and never speaks (black hole). The
+    // router exits non-zero, naming both, after about the connect timeout.
+    let black_hole = TcpListener::bind(("127.0.0.5", cluster.port())).unwrap();
+    put_parameter(&rt, &moto, name, &list_json(&["127.0.0.9", "127.0.0.5"]));
+    let exited =
+        RouterProcess::run_to_exit(&args, &aws_env(&moto, name)).unwrap_or_else(|e| panic!("{e}"));
+    drop(black_hole);
+    assert_eq!(exited.status.code(), Some(1), "{}", exited.log);
+    assert!(
+        exited.log.contains("no mount target could be reached"),
+        "{}",
+        exited.log
+    );
+    assert!(
+        exited.log.contains("127.0.0.9") && exited.log.contains("127.0.0.5"),
+        "{}",
+        exited.log
+    );
+    // Connect timeout 2 s: the black hole must not hold start-up for its ~20 s.
+    assert!(
+        exited.elapsed < Duration::from_secs(12),
+        "start-up took {:?}",
+        exited.elapsed
+    );
+}

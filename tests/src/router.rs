@@ -1,0 +1,127 @@
+//! `efs-router serve` as a child process: started with the given flags and environment,
+//! waited for until it serves (or exits), stopped with SIGTERM or killed on drop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{HarnessError, READY_TIMEOUT, cargo_bin, free_port, io};
+
+#[derive(Debug)]
+pub struct RouterProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// How a router run that was expected to fail ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub log: String,
+    pub elapsed: Duration,
+}
+
+impl RouterProcess {
+    /// A `serve` command on a free port with `args`, a clean environment plus `env`.
+    fn command(
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<(Command, SocketAddr, PathBuf, tempfile::TempDir), HarnessError> {
+        let bin = cargo_bin("efs-autoscaler-runtime", "efs-router")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let dir = tempfile::tempdir().map_err(io("creating a directory for the router log"))?;
+        let log = dir.path().join("router.log");
+        let out = std::fs::File::create(&log).map_err(io("creating the router log"))?;
+        let err = out.try_clone().map_err(io("opening the router log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        Ok((cmd, addr, log, dir))
+    }
+
+    /// Starts the router and waits until `/health` answers.
+    pub fn start(args: &[String], env: &[(String, String)]) -> Result<Self, HarnessError> {
+        let (mut cmd, addr, log, dir) = Self::command(args, env)?;
+        let child = cmd.spawn().map_err(io("starting efs-router"))?;
+        let mut router = RouterProcess {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = router.child.try_wait() {
+                return Err(HarnessError::Exited {
+                    what: "efs-router".into(),
+                    status: status.to_string(),
+                    log: router.log(),
+                });
+            }
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(router);
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(HarnessError::NotReady {
+                    what: "efs-router".into(),
+                    secs: READY_TIMEOUT.as_secs(),
+                    log: router.log(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a router that is expected to exit on its own; returns how it ended.
+    pub fn run_to_exit(args: &[String], env: &[(String, String)]) -> Result<Exited, HarnessError> {
+        let (mut cmd, _, log, _dir) = Self::command(args, env)?;
+        let started = Instant::now();
+        let status = cmd.status().map_err(io("running efs-router"))?;
+        Ok(Exited {
+            status,
+            log: std::fs::read_to_string(&log).unwrap_or_default(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> Result<ExitStatus, HarnessError> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map_err(io("sending SIGTERM to efs-router"))?;
+        self.child.wait().map_err(io("waiting for efs-router"))
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
