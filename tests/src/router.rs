@@ -24,13 +24,24 @@ pub struct Exited {
     pub elapsed: Duration,
 }
 
+/// A prepared command, its address, its log file and the directory holding the log.
+type Spawn = (Command, SocketAddr, PathBuf, tempfile::TempDir);
+
 impl RouterProcess {
     /// A `serve` command on a free port with `args`, a clean environment plus `env`.
-    fn command(
+    fn command(args: &[String], env: &[(String, String)]) -> Result<Spawn, HarnessError> {
+        Self::command_for(
+            &cargo_bin("efs-autoscaler-runtime", "efs-router")?,
+            args,
+            env,
+        )
+    }
+
+    fn command_for(
+        bin: &std::path::Path,
         args: &[String],
         env: &[(String, String)],
-    ) -> Result<(Command, SocketAddr, PathBuf, tempfile::TempDir), HarnessError> {
-        let bin = cargo_bin("efs-autoscaler-runtime", "efs-router")?;
+    ) -> Result<Spawn, HarnessError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let dir = tempfile::tempdir().map_err(io("creating a directory for the router log"))?;
         let log = dir.path().join("router.log");
@@ -51,9 +62,21 @@ impl RouterProcess {
         Ok((cmd, addr, log, dir))
     }
 
-    /// Starts the router and waits until `/health` answers.
+    /// Starts the workspace's router (built on demand) and waits until it serves.
     pub fn start(args: &[String], env: &[(String, String)]) -> Result<Self, HarnessError> {
-        let (mut cmd, addr, log, dir) = Self::command(args, env)?;
+        Self::spawn(Self::command(args, env)?)
+    }
+
+    /// Starts a given router binary (a benchmark's optimised build).
+    pub fn start_binary(
+        bin: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Self, HarnessError> {
+        Self::spawn(Self::command_for(bin, args, env)?)
+    }
+
+    fn spawn((mut cmd, addr, log, dir): Spawn) -> Result<Self, HarnessError> {
         let child = cmd.spawn().map_err(io("starting efs-router"))?;
         let mut router = RouterProcess {
             child,
@@ -94,6 +117,10 @@ impl RouterProcess {
             log: std::fs::read_to_string(&log).unwrap_or_default(),
             elapsed: started.elapsed(),
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -232,16 +232,16 @@ async fn files(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn get_file(state: &AppState, path: &FilePath, head: bool, headers: &HeaderMap) -> Response {
-    // Stat and open on the same target, retried together.
+    // One round trip: the open brings the stat (HEAD needs only the stat).
     let opened = with_retries(state, path, |client| async move {
-        let stat = client.stat(path).await?;
-        if stat.kind == EntryKind::Dir {
-            return Err(BackendError::IsADirectory);
-        }
         if head {
+            let stat = client.stat(path).await?;
+            if stat.kind == EntryKind::Dir {
+                return Err(BackendError::IsADirectory);
+            }
             return Ok((stat, None));
         }
-        let handle = client.open_read(path).await?;
+        let (handle, stat) = client.open_read(path).await?;
         Ok((stat, Some(handle)))
     })
     .await;

@@ -156,24 +156,15 @@ async fn failover(
             continue;
         }
         tried.push(target.spec.key.clone());
-        let same = match target.call(client.stat(path)).await {
-            Ok(s) => s.file_id == stat.file_id && s.size == stat.size,
-            Err(e) => {
-                pool.report(&target, &client, &e);
-                false
-            }
-        };
-        if !same {
-            continue;
-        }
         match target.call(client.open_read(path)).await {
-            Ok(handle) => {
+            Ok((handle, now)) if now.file_id == stat.file_id && now.size == stat.size => {
                 return Some(Source {
                     target,
                     client,
                     handle: Arc::new(handle),
                 });
             }
+            Ok((handle, _)) => client.close(&handle).await,
             Err(e) => pool.report(&target, &client, &e),
         }
     }

@@ -70,30 +70,26 @@ impl LocalClient {
     pub async fn stat(&self, path: &FilePath) -> Result<Stat> {
         let full = self.confined(path, Resolve::Whole);
         let m = blocking(self.timeout, move || fs::metadata(full.resolve()?)).await?;
-        Ok(Stat {
-            kind: kind(&m.file_type()),
-            size: m.len(),
-            modified: (
-                u64::try_from(m.mtime()).unwrap_or(0),
-                u32::try_from(m.mtime_nsec()).unwrap_or(0),
-            ),
-            file_id: m.ino(),
-        })
+        Ok(stat(&m))
     }
 
-    pub async fn open_read(&self, path: &FilePath) -> Result<Handle> {
+    pub async fn open_read(&self, path: &FilePath) -> Result<(Handle, Stat)> {
         let full = self.confined(path, Resolve::Whole);
-        let file = blocking(self.timeout, move || {
+        let (file, m) = blocking(self.timeout, move || {
             let file = File::open(full.resolve()?)?;
-            if file.metadata()?.is_dir() {
+            let m = file.metadata()?;
+            if m.is_dir() {
                 return Err(io::Error::from(ErrorKind::IsADirectory));
             }
-            Ok(file)
+            Ok((file, m))
         })
         .await?;
-        Ok(Handle::Local(LocalHandle {
-            file: Arc::new(file),
-        }))
+        Ok((
+            Handle::Local(LocalHandle {
+                file: Arc::new(file),
+            }),
+            stat(&m),
+        ))
     }
 
     pub async fn read(&self, h: &LocalHandle, offset: u64, len: usize) -> Result<Bytes> {
@@ -260,6 +256,18 @@ impl Confined {
 enum Resolve {
     Whole,
     Parent,
+}
+
+fn stat(m: &fs::Metadata) -> Stat {
+    Stat {
+        kind: kind(&m.file_type()),
+        size: m.len(),
+        modified: (
+            u64::try_from(m.mtime()).unwrap_or(0),
+            u32::try_from(m.mtime_nsec()).unwrap_or(0),
+        ),
+        file_id: m.ino(),
+    }
 }
 
 fn kind(t: &fs::FileType) -> EntryKind {

@@ -168,7 +168,8 @@ impl Client {
         dispatch!(self, c => c.stat(path))
     }
 
-    pub async fn open_read(&self, path: &FilePath) -> Result<Handle> {
+    /// Opens a file for reading; the stat comes in the same round trip.
+    pub async fn open_read(&self, path: &FilePath) -> Result<(Handle, Stat)> {
         dispatch!(self, c => c.open_read(path))
     }
 

@@ -103,13 +103,22 @@ impl NfsClient {
         }
     }
 
-    pub async fn open_read(&self, path: &FilePath) -> Result<super::Handle> {
+    pub async fn open_read(&self, path: &FilePath) -> Result<(super::Handle, Stat)> {
         let obj = self
             .mount
             .open_path(path.as_str(), OPEN_READ)
             .await
             .map_err(map)?;
-        Ok(super::Handle::Nfs(NfsHandle { fh: obj.fh }))
+        let stat = match &obj.attr {
+            Some(attr) => stat(attr),
+            None => self
+                .mount
+                .getattr(obj.fh.clone())
+                .await
+                .map(|a| stat(&a))
+                .map_err(map)?,
+        };
+        Ok((super::Handle::Nfs(NfsHandle { fh: obj.fh }), stat))
     }
 
     pub async fn read(&self, h: &NfsHandle, offset: u64, len: usize) -> Result<Bytes> {

@@ -1,0 +1,341 @@
+//! The router beside its baseline, `nfs-rs` called directly, against the same
+//! nfs-ganesha instances in one run (docs/benchmarks.md#router).
+//!
+//! `scripts/bench-router` builds the shipped router binary and runs this with its path:
+//! `cargo bench -p efs-autoscaler-tests --bench router -- ROUTER_BINARY`.
+//!
+//! - 64 MiB sequential write and read, one stream: MiB/s, median of 5.
+//! - 4 KiB files, create then read, 16 clients at once: operations per second and p50/p99
+//!   latency per operation.
+//! - The router's peak RSS while 32 clients each upload, then download, a 256 MiB file.
+
+// A benchmark fails by panicking, like a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use harness::{Ganesha, RouterProcess};
+use nfs_rs::{Mount, OPEN_READ};
+
+const BIG: usize = 64 << 20;
+const SMALL: usize = 4096;
+const CLIENTS: usize = 16;
+const SMALL_FILES: usize = 2000;
+const DEPTH: usize = 8;
+
+fn main() {
+    let router_bin: PathBuf = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .expect("usage: cargo bench --bench router -- ROUTER_BINARY");
+    let cluster = Ganesha::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let mut args: Vec<String> = ["--backend", "nfs", "--export", "/export"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--nfs-port".into(), cluster.port().to_string()]);
+    for a in cluster.addresses() {
+        args.extend(["--target".into(), a]);
+    }
+    let router =
+        RouterProcess::start_binary(&router_bin, &args, &[("RUST_LOG".into(), "warn".into())])
+            .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(&cluster, &router));
+}
+
+async fn run(cluster: &Ganesha, router: &RouterProcess) {
+    let url = format!(
+        "nfs://{}/export?version=4.1&noresvport=true&nfsport={}",
+        cluster.address(0),
+        cluster.port()
+    );
+    let mount: Arc<dyn Mount> = Arc::from(nfs_rs::parse_url_and_mount(&url).await.unwrap());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let data = Bytes::from(
+        (0..BIG)
+            .map(|i| (i * 7 + i / 4093) as u8)
+            .collect::<Vec<u8>>(),
+    );
+
+    println!("## 64 MiB sequential, one stream (median of 5, MiB/s)\n");
+    let (mut dw, mut dr, mut rw, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..5 {
+        let name = format!("big-direct-{round}.bin");
+        dw.push(mib_s(BIG, direct_write(&mount, &name, data.clone()).await));
+        dr.push(mib_s(BIG, direct_read(&mount, &name).await));
+        let name = format!("big-router-{round}.bin");
+        rw.push(mib_s(
+            BIG,
+            router_put(&http, router, &name, data.clone()).await,
+        ));
+        rr.push(mib_s(BIG, router_get(&http, router, &name, BIG).await));
+    }
+    let (dw, dr, rw, rr) = (median(dw), median(dr), median(rw), median(rr));
+    println!("| | direct nfs-rs | router (HTTP) | router / direct |\n|---|---|---|---|");
+    println!("| write | {dw:.0} | {rw:.0} | **{:.2}** |", rw / dw);
+    println!("| read | {dr:.0} | {rr:.0} | **{:.2}** |\n", rr / dr);
+
+    println!("## 4 KiB files, {CLIENTS} clients, {SMALL_FILES} files (create, then read)\n");
+    let small = Bytes::from(vec![7u8; SMALL]);
+    let (d_ops, d_lat) = small_files(|i| {
+        let (m, s) = (mount.clone(), small.clone());
+        async move {
+            let name = format!("small-direct/f{i}");
+            let t = Instant::now();
+            let created = m.create_path(&name, Some(0o644)).await.unwrap();
+            nfs_rs::write_all(&*m, created.fh.clone(), 0, s)
+                .await
+                .unwrap();
+            m.close(created.fh).await.unwrap();
+            let w = t.elapsed();
+            let t = Instant::now();
+            let opened = m.open_path(&name, OPEN_READ).await.unwrap();
+            let got = m.read(opened.fh.clone(), 0, SMALL as u32).await.unwrap();
+            m.close(opened.fh).await.unwrap();
+            assert_eq!(got.len(), SMALL);
+            (w, t.elapsed())
+        }
+    })
+    .await;
+    let (r_ops, r_lat) = small_files(|i| {
+        let (h, s, base) = (
+            http.clone(),
+            small.clone(),
+            router.url("/files/small-router"),
+        );
+        async move {
+            let url = format!("{base}/f{i}");
+            let t = Instant::now();
+            let status = h.put(&url).body(s).send().await.unwrap().status();
+            assert_eq!(status.as_u16(), 201);
+            let w = t.elapsed();
+            let t = Instant::now();
+            let got = h.get(&url).send().await.unwrap().bytes().await.unwrap();
+            assert_eq!(got.len(), SMALL);
+            (w, t.elapsed())
+        }
+    })
+    .await;
+    println!("| | direct nfs-rs | router (HTTP) | router / direct |\n|---|---|---|---|");
+    println!(
+        "| ops/s (create + read = 2 ops) | {d_ops:.0} | {r_ops:.0} | **{:.2}** |",
+        r_ops / d_ops
+    );
+    for (label, i) in [("create", 0usize), ("read", 1)] {
+        println!(
+            "| {label} p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | |",
+            d_lat[i].0, d_lat[i].1, r_lat[i].0, r_lat[i].1
+        );
+    }
+    println!();
+
+    println!("## Router memory: 32 clients x 256 MiB, upload then download\n");
+    let pid = router.pid();
+    let rss_before = rss_kib(pid);
+    let sampled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let sampled = sampled.clone();
+        tokio::spawn(async move {
+            loop {
+                sampled.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let chunk = data.slice(0..1 << 20);
+    let started = Instant::now();
+    let uploads = (0..32).map(|i| {
+        let (h, url, chunk) = (
+            http.clone(),
+            router.url(&format!("/files/mem/f{i}")),
+            chunk.clone(),
+        );
+        async move {
+            let body = futures_util::stream::iter(
+                (0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            let status = h
+                .put(url)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status.as_u16(), 201);
+        }
+    });
+    futures_util::future::join_all(uploads).await;
+    let up = started.elapsed();
+    let started = Instant::now();
+    let downloads = (0..32).map(|i| {
+        let (h, url) = (http.clone(), router.url(&format!("/files/mem/f{i}")));
+        async move {
+            let mut n = 0usize;
+            let mut body = h.get(url).send().await.unwrap().bytes_stream();
+            while let Some(chunk) = body.next().await {
+                n += chunk.unwrap().len();
+            }
+            assert_eq!(n, 256 << 20);
+        }
+    });
+    futures_util::future::join_all(downloads).await;
+    let down = started.elapsed();
+    sampler.abort();
+    let peak = sampled.load(std::sync::atomic::Ordering::Relaxed);
+    println!("| | value |\n|---|---|");
+    println!("| RSS before | {:.1} MiB |", rss_before as f64 / 1024.0);
+    println!(
+        "| peak RSS while streaming (sampled every 20 ms) | **{:.1} MiB** |",
+        peak as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS of the whole process life (VmHWM) | {:.1} MiB |",
+        peak_rss_kib(pid) as f64 / 1024.0
+    );
+    println!(
+        "| 8 GiB up / down | {:.1} s ({:.0} MiB/s) / {:.1} s ({:.0} MiB/s) |",
+        up.as_secs_f64(),
+        8192.0 / up.as_secs_f64(),
+        down.as_secs_f64(),
+        8192.0 / down.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(cluster.export_dir().join("mem"));
+}
+
+async fn direct_write(mount: &Arc<dyn Mount>, name: &str, data: Bytes) -> Duration {
+    let t = Instant::now();
+    let created = mount.create_path(name, Some(0o644)).await.unwrap();
+    nfs_rs::write_all(&**mount, created.fh.clone(), 0, data)
+        .await
+        .unwrap();
+    mount.close(created.fh).await.unwrap();
+    t.elapsed()
+}
+
+/// The same pipelining the router uses: 8 reads of the negotiated size in flight.
+async fn direct_read(mount: &Arc<dyn Mount>, name: &str) -> Duration {
+    let t = Instant::now();
+    let opened = mount.open_path(name, OPEN_READ).await.unwrap();
+    let size = opened.attr.as_ref().map_or(BIG as u64, |a| a.filesize);
+    let chunk = u64::from(mount.get_max_read_size());
+    let fh = opened.fh.clone();
+    let mut reads = futures_util::stream::iter((0..size.div_ceil(chunk)).map(|i| {
+        let (m, fh) = (mount.clone(), fh.clone());
+        async move { m.read(fh, i * chunk, chunk as u32).await.unwrap().len() }
+    }))
+    .buffered(DEPTH);
+    let mut n = 0;
+    while let Some(len) = reads.next().await {
+        n += len;
+    }
+    assert_eq!(n as u64, size);
+    mount.close(opened.fh).await.unwrap();
+    t.elapsed()
+}
+
+async fn router_put(
+    http: &reqwest::Client,
+    router: &RouterProcess,
+    name: &str,
+    data: Bytes,
+) -> Duration {
+    let t = Instant::now();
+    let status = http
+        .put(router.url(&format!("/files/{name}")))
+        .body(data)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 201);
+    t.elapsed()
+}
+
+async fn router_get(
+    http: &reqwest::Client,
+    router: &RouterProcess,
+    name: &str,
+    size: usize,
+) -> Duration {
+    let t = Instant::now();
+    let mut body = http
+        .get(router.url(&format!("/files/{name}")))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut n = 0;
+    while let Some(chunk) = body.next().await {
+        n += chunk.unwrap().len();
+    }
+    assert_eq!(n, size);
+    t.elapsed()
+}
+
+/// Runs `op(i)` for every file with CLIENTS at a time; returns operations per second
+/// (each call is two: a create and a read) and (p50, p99) in ms for each of the two.
+async fn small_files<F, Fut>(op: F) -> (f64, [(f64, f64); 2])
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = (Duration, Duration)>,
+{
+    let t = Instant::now();
+    let results: Vec<(Duration, Duration)> = futures_util::stream::iter((0..SMALL_FILES).map(op))
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
+    let ops = (2 * SMALL_FILES) as f64 / t.elapsed().as_secs_f64();
+    let pct = |mut v: Vec<Duration>| {
+        v.sort();
+        let at =
+            |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1000.0;
+        (at(0.5), at(0.99))
+    };
+    (
+        ops,
+        [
+            pct(results.iter().map(|r| r.0).collect()),
+            pct(results.iter().map(|r| r.1).collect()),
+        ],
+    )
+}
+
+fn mib_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmHWM:")
+}
