@@ -89,6 +89,7 @@ async fn run(cluster: &Ganesha, router: &RouterProcess) {
 
     println!("## 4 KiB files, {CLIENTS} clients, {SMALL_FILES} files (create, then read)\n");
     let small = Bytes::from(vec![7u8; SMALL]);
+    std::fs::create_dir(cluster.export_dir().join("small-direct")).unwrap();
     let (d_ops, d_lat) = small_files(|i| {
         let (m, s) = (mount.clone(), small.clone());
         async move {

@@ -379,9 +379,46 @@ fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
         "{metrics}"
     );
 
-    // SIGTERM: drains and exits 0.
-    let status = router.terminate().unwrap();
-    assert!(status.success(), "exit after SIGTERM: {status}");
+    // SIGTERM: new connections are refused, a download in flight finishes, exit 0.
+    let large = contents(7, 48 << 20);
+    assert_eq!(
+        client
+            .put(router.url("/files/large.bin"))
+            .body(large.clone())
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let response = client.get(router.url("/files/large.bin")).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    router.send_term().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(router.addr()).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = response.bytes().unwrap();
+    assert!(
+        body.as_ref() == large.as_slice(),
+        "the download in flight was cut: {} of {} bytes",
+        body.len(),
+        large.len()
+    );
+    let (status, log) = router.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
+    // Logs are JSON lines on stdout, for the awslogs driver.
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            parsed.get("level").is_some() && parsed.get("message").is_some(),
+            "{line}"
+        );
+    }
 }
 
 /// The status of a request written byte for byte on a plain TCP connection.

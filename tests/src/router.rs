@@ -135,14 +135,32 @@ impl RouterProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit.
-    pub fn terminate(mut self) -> Result<ExitStatus, HarnessError> {
+    /// Sends SIGTERM (ECS stopping the task).
+    pub fn send_term(&self) -> Result<(), HarnessError> {
         let pid = self.child.id().to_string();
-        Command::new("kill")
+        let status = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .map_err(io("sending SIGTERM to efs-router"))?;
-        self.child.wait().map_err(io("waiting for efs-router"))
+        if status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::Requirement(format!(
+                "kill -TERM {pid} failed: {status}"
+            )))
+        }
+    }
+
+    /// Waits for the process to exit; returns how, and its whole log.
+    pub fn wait(mut self) -> Result<(ExitStatus, String), HarnessError> {
+        let status = self.child.wait().map_err(io("waiting for efs-router"))?;
+        Ok((status, self.log()))
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(self) -> Result<(ExitStatus, String), HarnessError> {
+        self.send_term()?;
+        self.wait()
     }
 }
 

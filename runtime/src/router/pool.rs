@@ -56,7 +56,15 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub async fn connect(&self, spec: &TargetSpec, index: usize) -> Result<Client, BackendError> {
+    /// `generation` counts the target's earlier connections: a kernel reconnect mounts
+    /// at a fresh point (`efs-N.G`), so unmounting the replaced mount once its last
+    /// request ends can never detach the new one.
+    pub async fn connect(
+        &self,
+        spec: &TargetSpec,
+        index: usize,
+        generation: u64,
+    ) -> Result<Client, BackendError> {
         let connecting = async {
             match self.kind {
                 BackendKind::Nfs => NfsClient::connect(&spec.address, &self.nfs, self.op_timeout)
@@ -66,7 +74,10 @@ impl Connector {
                     .await
                     .map(Client::Local),
                 BackendKind::Kernel => {
-                    let point = self.mount_root.join(format!("efs-{index}"));
+                    let point = match generation {
+                        0 => self.mount_root.join(format!("efs-{index}")),
+                        g => self.mount_root.join(format!("efs-{index}.{g}")),
+                    };
                     let mount = KernelMount::mount(
                         &spec.address,
                         &self.nfs.export,
@@ -288,7 +299,7 @@ impl Pool {
         });
         let results = connect_all(&specs, pool.connector.connect_timeout, |i, spec| {
             let pool = pool.clone();
-            async move { pool.connector.connect(&spec, i).await }
+            async move { pool.connector.connect(&spec, i, 0).await }
         })
         .await;
         let mut failures = Vec::new();
@@ -380,7 +391,12 @@ impl Pool {
                     }
                 }
                 attempt = attempt.saturating_add(1);
-                match pool.connector.connect(&target.spec, target.index).await {
+                let generation = target.state().connects;
+                match pool
+                    .connector
+                    .connect(&target.spec, target.index, generation)
+                    .await
+                {
                     Ok(client) => {
                         if target.retired.load(Ordering::Acquire) {
                             client.shutdown().await;

@@ -212,7 +212,7 @@ where
     let finished = match written {
         Ok((size, acks)) => match target.call(client.commit(&handle, acks)).await {
             Ok(()) => target
-                .call(client.rename(&temp, path))
+                .call(client.publish(&handle, path))
                 .await
                 .map(|()| size)
                 .map_err(WriteError::from),

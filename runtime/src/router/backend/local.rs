@@ -34,6 +34,8 @@ pub struct LocalClient {
 #[derive(Debug)]
 pub struct LocalHandle {
     file: Arc<File>,
+    /// For a created file: where it is (already confined), for publishing.
+    created_at: Option<PathBuf>,
 }
 
 impl LocalClient {
@@ -87,6 +89,7 @@ impl LocalClient {
         Ok((
             Handle::Local(LocalHandle {
                 file: Arc::new(file),
+                created_at: None,
             }),
             stat(&m),
         ))
@@ -111,17 +114,20 @@ impl LocalClient {
 
     pub async fn create(&self, path: &FilePath) -> Result<Handle> {
         let full = self.confined(path, Resolve::Parent);
-        let file = blocking(self.timeout, move || {
-            OpenOptions::new()
+        let (file, at) = blocking(self.timeout, move || {
+            let at = full.resolve()?;
+            let file = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o644)
-                .open(full.resolve()?)
+                .open(&at)?;
+            Ok((file, at))
         })
         .await?;
         Ok(Handle::Local(LocalHandle {
             file: Arc::new(file),
+            created_at: Some(at),
         }))
     }
 
@@ -141,13 +147,15 @@ impl LocalClient {
         blocking(self.timeout, move || fs::create_dir(full.resolve()?)).await
     }
 
-    pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
-        let from = self.confined(from, Resolve::Parent);
-        let to = self.confined(to, Resolve::Parent);
-        blocking(self.timeout, move || {
-            fs::rename(from.resolve()?, to.resolve()?)
-        })
-        .await
+    pub async fn publish(&self, h: &LocalHandle, to: &FilePath) -> Result<()> {
+        let Some(from) = h.created_at.clone() else {
+            return Err(BackendError::Failed(
+                "only a created file can be published".into(),
+            ));
+        };
+        // Same directory, which was confined when the file was created.
+        let to = from.with_file_name(to.name());
+        blocking(self.timeout, move || fs::rename(&from, &to)).await
     }
 
     pub async fn remove(&self, path: &FilePath) -> Result<()> {

@@ -226,9 +226,14 @@ impl Client {
         dispatch!(self, c => c.mkdir(path))
     }
 
-    /// Renames `from` over `to`, replacing `to` atomically.
-    pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
-        dispatch!(self, c => c.rename(from, to))
+    /// Renames the file `handle` created over `to`, a name in the same directory,
+    /// replacing it atomically. One round trip: the directory is already known.
+    pub async fn publish(&self, handle: &Handle, to: &FilePath) -> Result<()> {
+        match (self, handle) {
+            (Client::Nfs(c), Handle::Nfs(h)) => bounded(c.timeout(), c.publish(h, to)).await,
+            (Client::Local(c), Handle::Local(h)) => bounded(c.timeout(), c.publish(h, to)).await,
+            _ => Err(mismatch()),
+        }
     }
 
     /// Removes a file (or an empty directory).

@@ -47,6 +47,9 @@ pub struct NfsClient {
 #[derive(Debug)]
 pub struct NfsHandle {
     fh: Bytes,
+    /// For a created file: its directory's handle and its name, so publishing it is
+    /// one RENAME instead of two lookups and a RENAME.
+    created_in: Option<(Bytes, String)>,
 }
 
 /// NFS type codes (ftype3 / nfs_ftype4 agree on these).
@@ -118,7 +121,11 @@ impl NfsClient {
                 .map(|a| stat(&a))
                 .map_err(map)?,
         };
-        Ok((super::Handle::Nfs(NfsHandle { fh: obj.fh }), stat))
+        let handle = NfsHandle {
+            fh: obj.fh,
+            created_in: None,
+        };
+        Ok((super::Handle::Nfs(handle), stat))
     }
 
     pub async fn read(&self, h: &NfsHandle, offset: u64, len: usize) -> Result<Bytes> {
@@ -130,12 +137,20 @@ impl NfsClient {
     }
 
     pub async fn create(&self, path: &FilePath) -> Result<super::Handle> {
-        let obj = self
+        let dir = self
             .mount
-            .create_path(path.as_str(), Some(0o644))
+            .lookup_path(path.parent().as_str())
             .await
             .map_err(map)?;
-        Ok(super::Handle::Nfs(NfsHandle { fh: obj.fh }))
+        let obj = self
+            .mount
+            .create(dir.fh.clone(), path.name(), Some(0o644))
+            .await
+            .map_err(map)?;
+        Ok(super::Handle::Nfs(NfsHandle {
+            fh: obj.fh,
+            created_in: Some((dir.fh, path.name().to_string())),
+        }))
     }
 
     /// Writes all of `data`, continuing after short writes.
@@ -194,9 +209,14 @@ impl NfsClient {
             .map_err(map)
     }
 
-    pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
+    pub async fn publish(&self, h: &NfsHandle, to: &FilePath) -> Result<()> {
+        let Some((dir, name)) = &h.created_in else {
+            return Err(BackendError::Failed(
+                "only a created file can be published".into(),
+            ));
+        };
         self.mount
-            .rename_path(from.as_str(), to.as_str())
+            .rename(dir.clone(), name, dir.clone(), to.name())
             .await
             .map_err(map)
     }
