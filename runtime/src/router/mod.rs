@@ -108,6 +108,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!(listen = %args.listen, "serving");
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // No Nagle: a small response's headers and body would otherwise wait for the
+    // client's delayed ACK (40 ms per small GET).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });

@@ -11,9 +11,11 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use std::collections::VecDeque;
+
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 
 use super::backend::{BackendError, Client, Handle, Stat, WriteAck};
 use super::path::FilePath;
@@ -79,21 +81,31 @@ pub fn read_stream(
         let mut tried = vec![source.target.spec.key.clone()];
         'sources: loop {
             let chunk = source.client.chunk_size() as u64;
-            let mut inflight = FuturesOrdered::new();
+            // Each read is its own task, so it progresses while this loop waits for
+            // budget or for the consumer; awaited in order.
+            let mut inflight = VecDeque::new();
             let mut issued = next;
             loop {
                 while inflight.len() < DEPTH && issued < end {
                     let len = (end - issued).min(chunk) as usize;
                     let permit = budget.take(len).await;
                     let (s, at) = (source.clone(), issued);
-                    inflight.push_back(async move {
+                    inflight.push_back(tokio::spawn(async move {
                         let data = s.target.call(s.client.read(&s.handle, at, len)).await;
                         (data, len, permit)
-                    });
+                    }));
                     issued += len as u64;
                 }
-                let Some((result, len, permit)) = inflight.next().await else {
+                let Some(task) = inflight.pop_front() else {
                     break 'sources;
+                };
+                let (result, len, permit) = match task.await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let e = std::io::Error::other(format!("a read task failed: {e}"));
+                        let _ = tx.send((Err(e), None)).await;
+                        break 'sources;
+                    }
                 };
                 match result {
                     Ok(data) if data.len() == len => {
@@ -114,7 +126,7 @@ pub fn read_stream(
                     }
                     Err(e) if e.is_target_failure() => {
                         pool.report(&source.target, &source.client, &e);
-                        drop(inflight);
+                        inflight.iter().for_each(JoinHandle::abort);
                         source.client.close(&source.handle).await;
                         match failover(&pool, &path, &stat, &mut tried).await {
                             Some(s) => {
@@ -185,8 +197,8 @@ pub enum WriteError {
 /// old file or the new one, never a part; a failed upload leaves nothing behind.
 pub async fn write_file<S, E>(
     budget: &Budget,
-    target: &Target,
-    client: &Client,
+    target: &Arc<Target>,
+    client: &Arc<Client>,
     path: &FilePath,
     body: S,
 ) -> Result<u64, WriteError>
@@ -208,6 +220,7 @@ where
         }
         Err(e) => return Err(e.into()),
     };
+    let handle = Arc::new(handle);
     let written = write_body(budget, target, client, &handle, body).await;
     let finished = match written {
         Ok((size, acks)) => match target.call(client.commit(&handle, acks)).await {
@@ -233,11 +246,13 @@ where
     finished
 }
 
+/// Each chunk is written by its own task, so writes progress while the body is read and
+/// while budget is awaited.
 async fn write_body<S, E>(
     budget: &Budget,
-    target: &Target,
-    client: &Client,
-    handle: &Handle,
+    target: &Arc<Target>,
+    client: &Arc<Client>,
+    handle: &Arc<Handle>,
     mut body: S,
 ) -> Result<(u64, Vec<WriteAck>), WriteError>
 where
@@ -246,22 +261,25 @@ where
 {
     let chunk = client.chunk_size();
     let mut acks = Vec::new();
-    let mut inflight = FuturesUnordered::new();
+    let mut inflight: VecDeque<JoinHandle<Result<WriteAck, BackendError>>> = VecDeque::new();
     let mut buffer = BytesMut::new();
     let mut offset = 0u64;
     let mut ended = false;
     while !ended || !buffer.is_empty() {
         if inflight.len() >= DEPTH
-            && let Some(done) = inflight.next().await
+            && let Some(task) = inflight.pop_front()
         {
-            acks.push(done?);
+            acks.push(finish(task, &inflight).await?);
         }
         // The permit comes before the bytes: buffered and in-flight data both count.
         let permit = budget.take(chunk).await;
         while !ended && buffer.len() < chunk {
             match body.next().await {
                 Some(Ok(data)) => buffer.extend_from_slice(&data),
-                Some(Err(e)) => return Err(WriteError::Body(e.to_string())),
+                Some(Err(e)) => {
+                    inflight.iter().for_each(JoinHandle::abort);
+                    return Err(WriteError::Body(e.to_string()));
+                }
                 None => ended = true,
             }
         }
@@ -273,16 +291,32 @@ where
         let at = offset;
         offset += data.len() as u64;
         target.stats.add_written(data.len());
-        inflight.push(async move {
-            let ack = target.call(client.write(handle, at, data)).await;
+        let (target, client, handle) = (target.clone(), client.clone(), handle.clone());
+        inflight.push_back(tokio::spawn(async move {
+            let ack = target.call(client.write(&handle, at, data)).await;
             drop(permit);
             ack
-        });
+        }));
     }
-    while let Some(done) = inflight.next().await {
-        acks.push(done?);
+    while let Some(task) = inflight.pop_front() {
+        acks.push(finish(task, &inflight).await?);
     }
     Ok((offset, acks))
+}
+
+/// One write's acknowledgement; on failure the writes still in flight are stopped.
+async fn finish(
+    task: JoinHandle<Result<WriteAck, BackendError>>,
+    rest: &VecDeque<JoinHandle<Result<WriteAck, BackendError>>>,
+) -> Result<WriteAck, WriteError> {
+    let result = match task.await {
+        Ok(r) => r,
+        Err(e) => Err(BackendError::Failed(format!("a write task failed: {e}"))),
+    };
+    if result.is_err() {
+        rest.iter().for_each(JoinHandle::abort);
+    }
+    Ok(result?)
 }
 
 /// Creates the directories above `path`, top down; ones that exist are fine.
