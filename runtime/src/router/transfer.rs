@@ -39,14 +39,29 @@ impl Budget {
         }
     }
 
+    /// A chunk larger than the whole budget would wait forever: cap it.
+    fn permits_for(&self, n: usize) -> u32 {
+        u32::try_from(n.min(self.bytes)).unwrap_or(u32::MAX)
+    }
+
     async fn take(&self, n: usize) -> OwnedSemaphorePermit {
-        // A chunk larger than the whole budget would wait forever: cap it.
-        let n = u32::try_from(n.min(self.bytes)).unwrap_or(u32::MAX);
-        match self.permits.clone().acquire_many_owned(n).await {
+        match self
+            .permits
+            .clone()
+            .acquire_many_owned(self.permits_for(n))
+            .await
+        {
             Ok(permit) => permit,
             // The semaphore is never closed.
             Err(_) => unreachable!("the transfer budget semaphore was closed"),
         }
+    }
+
+    fn try_take(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        self.permits
+            .clone()
+            .try_acquire_many_owned(self.permits_for(n))
+            .ok()
     }
 }
 
@@ -88,7 +103,17 @@ pub fn read_stream(
             loop {
                 while inflight.len() < DEPTH && issued < end {
                     let len = (end - issued).min(chunk) as usize;
-                    let permit = budget.take(len).await;
+                    // Completed reads keep their permits until they are sent, so a
+                    // stream waits for budget only when it holds none: otherwise every
+                    // stream could hold permits while waiting for more.
+                    let permit = if inflight.is_empty() {
+                        budget.take(len).await
+                    } else {
+                        match budget.try_take(len) {
+                            Some(permit) => permit,
+                            None => break,
+                        }
+                    };
                     let (s, at) = (source.clone(), issued);
                     inflight.push_back(tokio::spawn(async move {
                         let data = s.target.call(s.client.read(&s.handle, at, len)).await;
@@ -332,4 +357,86 @@ async fn make_parents(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::router::backend::{BackendKind, NfsOptions};
+    use crate::router::pool::{Backoff, Connector, TargetSpec};
+
+    /// Many streams over a budget of a few chunks, all consumed at once: every stream
+    /// must finish (a stream holding completed chunks while waiting for more budget
+    /// deadlocked them all once) and every byte must arrive in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_streams_share_a_small_budget_without_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        const MIB: usize = 1 << 20; // the dir backend's chunk
+        let size = 3 * MIB + 12_345;
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        for i in 0..16 {
+            std::fs::write(dir.path().join(format!("f{i}")), &data).unwrap();
+        }
+        let connector = Connector {
+            kind: BackendKind::Dir,
+            nfs: NfsOptions {
+                export: "/".into(),
+                port: 2049,
+            },
+            mount_root: PathBuf::from("/mnt"),
+            connect_timeout: Duration::from_secs(5),
+            op_timeout: Duration::from_secs(5),
+        };
+        let backoff = Backoff {
+            first: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        };
+        let pool = Pool::start(
+            vec![TargetSpec::address_only(dir.path().to_string_lossy())],
+            connector,
+            backoff,
+        )
+        .await
+        .unwrap();
+        let budget = Budget::new(2 * MIB);
+        let readers = (0..16).map(|i| {
+            let (pool, budget) = (pool.clone(), budget.clone());
+            async move {
+                let path = FilePath::parse(&format!("f{i}")).unwrap();
+                let (target, client) = pool.ranked(path.as_str()).remove(0);
+                let (handle, stat) = client.open_read(&path).await.unwrap();
+                let source = Source {
+                    target,
+                    client,
+                    handle: Arc::new(handle),
+                };
+                let mut stream = Box::pin(read_stream(
+                    pool,
+                    budget,
+                    path,
+                    stat,
+                    source,
+                    0,
+                    size as u64,
+                ));
+                let mut got = Vec::with_capacity(size);
+                while let Some(chunk) = stream.next().await {
+                    got.extend_from_slice(&chunk.unwrap());
+                }
+                got
+            }
+        });
+        let all = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join_all(readers),
+        )
+        .await
+        .expect("streams deadlocked on the shared budget");
+        for got in all {
+            assert!(got == data);
+        }
+    }
 }
