@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// Transfers allocate and free 1 MiB buffers all the time; musl's allocator serves each
+/// with a fresh mapping (docs/benchmarks.md#router).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use runtime::router::{self, config::ServeArgs};
 
 #[derive(Debug, Parser)]

@@ -287,10 +287,11 @@ where
     let chunk = client.chunk_size();
     let mut acks = Vec::new();
     let mut inflight: VecDeque<JoinHandle<Result<WriteAck, BackendError>>> = VecDeque::new();
-    let mut buffer = BytesMut::new();
+    // A body frame that straddles two chunks leaves its tail here (a slice, no copy).
+    let mut leftover = Bytes::new();
     let mut offset = 0u64;
     let mut ended = false;
-    while !ended || !buffer.is_empty() {
+    while !ended || !leftover.is_empty() {
         if inflight.len() >= DEPTH
             && let Some(task) = inflight.pop_front()
         {
@@ -298,21 +299,35 @@ where
         }
         // The permit comes before the bytes: buffered and in-flight data both count.
         let permit = budget.take(chunk).await;
-        while !ended && buffer.len() < chunk {
-            match body.next().await {
-                Some(Ok(data)) => buffer.extend_from_slice(&data),
-                Some(Err(e)) => {
-                    inflight.iter().for_each(JoinHandle::abort);
-                    return Err(WriteError::Body(e.to_string()));
-                }
-                None => ended = true,
+        // Exactly one chunk per allocation: a growing buffer would double its capacity
+        // and pin twice the budget.
+        let mut buffer = BytesMut::with_capacity(chunk);
+        loop {
+            let room = chunk - buffer.len();
+            if room == 0 {
+                break;
             }
+            if leftover.is_empty() {
+                if ended {
+                    break;
+                }
+                match body.next().await {
+                    Some(Ok(data)) => leftover = data,
+                    Some(Err(e)) => {
+                        inflight.iter().for_each(JoinHandle::abort);
+                        return Err(WriteError::Body(e.to_string()));
+                    }
+                    None => ended = true,
+                }
+                continue;
+            }
+            let take = room.min(leftover.len());
+            buffer.extend_from_slice(&leftover.split_to(take));
         }
-        let take = buffer.len().min(chunk);
-        if take == 0 {
+        if buffer.is_empty() {
             break;
         }
-        let data = buffer.split_to(take).freeze();
+        let data = buffer.freeze();
         let at = offset;
         offset += data.len() as u64;
         target.stats.add_written(data.len());
