@@ -4,7 +4,7 @@
 //! `scripts/bench-router` builds the shipped router binary and runs this with its path:
 //! `cargo bench -p efs-autoscaler-tests --bench router -- ROUTER_BINARY`.
 //!
-//! - 64 MiB sequential write and read, one stream: MiB/s, median of 5.
+//! - 64 MiB sequential write and read, one stream: MiB/s, median of 7 alternating rounds.
 //! - 4 KiB files, create then read, 16 clients at once: operations per second and p50/p99
 //!   latency per operation.
 //! - The router's peak RSS while 32 clients each upload, then download, a 256 MiB file.
@@ -69,9 +69,9 @@ async fn run(cluster: &Ganesha, router: &RouterProcess) {
             .collect::<Vec<u8>>(),
     );
 
-    println!("## 64 MiB sequential, one stream (median of 5, MiB/s)\n");
+    println!("## 64 MiB sequential, one stream (median of 7, MiB/s)\n");
     let (mut dw, mut dr, mut rw, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..5 {
+    for round in 0..7 {
         let name = format!("big-direct-{round}.bin");
         dw.push(mib_s(BIG, direct_write(&mount, &name, data.clone()).await));
         dr.push(mib_s(BIG, direct_read(&mount, &name).await));

@@ -64,7 +64,7 @@ pub struct ServeArgs {
     pub grace_period: u64,
     /// MiB all transfers together may hold in flight (bounds memory; each stream uses up
     /// to 8 MiB of it when alone).
-    #[arg(long, env = "TRANSFER_BUFFER_MIB", default_value_t = 24, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, env = "TRANSFER_BUFFER_MIB", default_value_t = 16, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub buffer_mib: u64,
 }
 

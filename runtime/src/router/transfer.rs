@@ -65,6 +65,24 @@ impl Budget {
     }
 }
 
+/// Bytes whose budget permit is released when the last reference is dropped, wherever
+/// that happens (in hyper, after the frame is written).
+fn with_permit(data: Bytes, permit: OwnedSemaphorePermit) -> Bytes {
+    struct Held {
+        data: Bytes,
+        _permit: OwnedSemaphorePermit,
+    }
+    impl AsRef<[u8]> for Held {
+        fn as_ref(&self) -> &[u8] {
+            &self.data
+        }
+    }
+    Bytes::from_owner(Held {
+        data,
+        _permit: permit,
+    })
+}
+
 /// Where a read is served from.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -86,10 +104,9 @@ pub fn read_stream(
     start: u64,
     end: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    // Each chunk travels with its permit, released when the consumer asks for the next
-    // one: by then hyper has written it out.
-    let (tx, rx) =
-        mpsc::channel::<(Result<Bytes, std::io::Error>, Option<OwnedSemaphorePermit>)>(1);
+    // Each chunk carries its permit inside (see `with_permit`), so the budget covers it
+    // until hyper has written it out and freed it.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         let mut source = source;
         let mut next = start;
@@ -128,7 +145,7 @@ pub fn read_stream(
                     Ok(done) => done,
                     Err(e) => {
                         let e = std::io::Error::other(format!("a read task failed: {e}"));
-                        let _ = tx.send((Err(e), None)).await;
+                        let _ = tx.send(Err(e)).await;
                         break 'sources;
                     }
                 };
@@ -136,7 +153,7 @@ pub fn read_stream(
                     Ok(data) if data.len() == len => {
                         source.target.stats.add_read(data.len());
                         next += len as u64;
-                        if tx.send((Ok(data), Some(permit))).await.is_err() {
+                        if tx.send(Ok(with_permit(data, permit))).await.is_err() {
                             break 'sources; // The client went away.
                         }
                     }
@@ -146,7 +163,7 @@ pub fn read_stream(
                             "{path} changed while being read ({} bytes short at {next})",
                             len - data.len()
                         );
-                        let _ = tx.send((Err(std::io::Error::other(e)), None)).await;
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
                         break 'sources;
                     }
                     Err(e) if e.is_target_failure() => {
@@ -160,13 +177,13 @@ pub fn read_stream(
                                 continue 'sources;
                             }
                             None => {
-                                let _ = tx.send((Err(std::io::Error::other(e)), None)).await;
+                                let _ = tx.send(Err(std::io::Error::other(e))).await;
                                 return;
                             }
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send((Err(std::io::Error::other(e)), None)).await;
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
                         break 'sources;
                     }
                 }
@@ -174,10 +191,8 @@ pub fn read_stream(
         }
         source.client.close(&source.handle).await;
     });
-    futures_util::stream::unfold((rx, None), |(mut rx, held)| async move {
-        drop(held);
-        let (item, permit) = rx.recv().await?;
-        Some((item, (rx, permit)))
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     })
 }
 
