@@ -42,14 +42,27 @@ fn main() {
     for a in cluster.addresses() {
         args.extend(["--target".into(), a]);
     }
-    let router =
-        RouterProcess::start_binary(&router_bin, &args, &[("RUST_LOG".into(), "warn".into())])
-            .unwrap_or_else(|e| panic!("{e}"));
+    let router = RouterProcess::start_binary(&router_bin, &args, &router_env())
+        .unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(run(&cluster, &router));
+}
+
+/// The router's environment: quiet logs, plus BENCH_ROUTER_ENV="K=V ..." to try settings.
+fn router_env() -> Vec<(String, String)> {
+    let mut env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+    if let Ok(extra) = std::env::var("BENCH_ROUTER_ENV") {
+        env.extend(
+            extra
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    }
+    env
 }
 
 async fn run(cluster: &Ganesha, router: &RouterProcess) {
@@ -68,19 +81,33 @@ async fn run(cluster: &Ganesha, router: &RouterProcess) {
             .map(|i| (i * 7 + i / 4093) as u8)
             .collect::<Vec<u8>>(),
     );
+    // BENCH_ONLY=memory skips the throughput parts.
+    let only_memory = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "memory");
+    if !only_memory {
+        throughput(cluster, router, &mount, &http, &data).await;
+    }
+    memory(cluster, router, &http, &data).await;
+}
 
+async fn throughput(
+    cluster: &Ganesha,
+    router: &RouterProcess,
+    mount: &Arc<dyn Mount>,
+    http: &reqwest::Client,
+    data: &Bytes,
+) {
     println!("## 64 MiB sequential, one stream (median of 7, MiB/s)\n");
     let (mut dw, mut dr, mut rw, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..7 {
         let name = format!("big-direct-{round}.bin");
-        dw.push(mib_s(BIG, direct_write(&mount, &name, data.clone()).await));
-        dr.push(mib_s(BIG, direct_read(&mount, &name).await));
+        dw.push(mib_s(BIG, direct_write(mount, &name, data.clone()).await));
+        dr.push(mib_s(BIG, direct_read(mount, &name).await));
         let name = format!("big-router-{round}.bin");
         rw.push(mib_s(
             BIG,
-            router_put(&http, router, &name, data.clone()).await,
+            router_put(http, router, &name, data.clone()).await,
         ));
-        rr.push(mib_s(BIG, router_get(&http, router, &name, BIG).await));
+        rr.push(mib_s(BIG, router_get(http, router, &name, BIG).await));
     }
     let (dw, dr, rw, rr) = (median(dw), median(dr), median(rw), median(rr));
     println!("| | direct nfs-rs | router (HTTP) | router / direct |\n|---|---|---|---|");
@@ -141,7 +168,9 @@ async fn run(cluster: &Ganesha, router: &RouterProcess) {
         );
     }
     println!();
+}
 
+async fn memory(cluster: &Ganesha, router: &RouterProcess, http: &reqwest::Client, data: &Bytes) {
     println!("## Router memory: 32 clients x 256 MiB, upload then download\n");
     let pid = router.pid();
     let rss_before = rss_kib(pid);
@@ -179,6 +208,7 @@ async fn run(cluster: &Ganesha, router: &RouterProcess) {
     });
     futures_util::future::join_all(uploads).await;
     let up = started.elapsed();
+    let peak_up = sampled.swap(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let downloads = (0..32).map(|i| {
         let (h, url) = (http.clone(), router.url(&format!("/files/mem/f{i}")));
@@ -198,7 +228,11 @@ async fn run(cluster: &Ganesha, router: &RouterProcess) {
     println!("| | value |\n|---|---|");
     println!("| RSS before | {:.1} MiB |", rss_before as f64 / 1024.0);
     println!(
-        "| peak RSS while streaming (sampled every 20 ms) | **{:.1} MiB** |",
+        "| peak RSS while uploading (sampled every 20 ms) | **{:.1} MiB** |",
+        peak_up as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS while downloading | **{:.1} MiB** |",
         peak as f64 / 1024.0
     );
     println!(
