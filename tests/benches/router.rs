@@ -171,7 +171,12 @@ async fn throughput(
 }
 
 async fn memory(cluster: &Ganesha, router: &RouterProcess, http: &reqwest::Client, data: &Bytes) {
-    println!("## Router memory: 32 clients x 256 MiB, upload then download\n");
+    // BENCH_STREAMS=N to see how memory scales with the number of streams.
+    let streams: usize = std::env::var("BENCH_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    println!("## Router memory: {streams} clients x 256 MiB, upload then download\n");
     let pid = router.pid();
     let rss_before = rss_kib(pid);
     let sampled = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -186,7 +191,7 @@ async fn memory(cluster: &Ganesha, router: &RouterProcess, http: &reqwest::Clien
     };
     let chunk = data.slice(0..1 << 20);
     let started = Instant::now();
-    let uploads = (0..32).map(|i| {
+    let uploads = (0..streams).map(|i| {
         let (h, url, chunk) = (
             http.clone(),
             router.url(&format!("/files/mem/f{i}")),
@@ -210,7 +215,7 @@ async fn memory(cluster: &Ganesha, router: &RouterProcess, http: &reqwest::Clien
     let up = started.elapsed();
     let peak_up = sampled.swap(0, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
-    let downloads = (0..32).map(|i| {
+    let downloads = (0..streams).map(|i| {
         let (h, url) = (http.clone(), router.url(&format!("/files/mem/f{i}")));
         async move {
             let mut n = 0usize;
@@ -240,11 +245,12 @@ async fn memory(cluster: &Ganesha, router: &RouterProcess, http: &reqwest::Clien
         peak_rss_kib(pid) as f64 / 1024.0
     );
     println!(
-        "| 8 GiB up / down | {:.1} s ({:.0} MiB/s) / {:.1} s ({:.0} MiB/s) |",
+        "| {} GiB up / down | {:.1} s ({:.0} MiB/s) / {:.1} s ({:.0} MiB/s) |",
+        streams / 4,
         up.as_secs_f64(),
-        8192.0 / up.as_secs_f64(),
+        (streams * 256) as f64 / up.as_secs_f64(),
         down.as_secs_f64(),
-        8192.0 / down.as_secs_f64()
+        (streams * 256) as f64 / down.as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(cluster.export_dir().join("mem"));
 }
