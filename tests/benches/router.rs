@@ -49,11 +49,22 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(run(&cluster, &router));
+    // A graceful stop, so a profiler wrapped around the router can write its report.
+    let _ = router.terminate();
 }
 
-/// The router's environment: quiet logs, plus BENCH_ROUTER_ENV="K=V ..." to try settings.
+/// The router's environment: quiet logs, the allocator settings the task definition
+/// gives it (templates/partials/service.yaml.hbs), plus BENCH_ROUTER_ENV="K=V ..." to
+/// try others.
 fn router_env() -> Vec<(String, String)> {
-    let mut env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+    let mut env: Vec<(String, String)> = [
+        ("RUST_LOG", "warn"),
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+        ("MIMALLOC_PURGE_DELAY", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     if let Ok(extra) = std::env::var("BENCH_ROUTER_ENV") {
         env.extend(
             extra

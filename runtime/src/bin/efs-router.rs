@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 /// Transfers allocate and free 1 MiB buffers all the time; musl's allocator serves each
-/// with a fresh mapping (docs/benchmarks.md#router).
+/// with a fresh mapping (docs/benchmarks.md#router). The task definition sets
+/// MIMALLOC_ARENA_EAGER_COMMIT=0 and MIMALLOC_PURGE_DELAY=0 so freed buffers do not stay
+/// resident.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use runtime::router::{self, config::ServeArgs};
