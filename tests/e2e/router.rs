@@ -336,6 +336,31 @@ fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
         ["export"]
     );
 
+    // A client that disconnects mid-upload leaves no temporary file behind.
+    {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(router.addr()).unwrap();
+        write!(
+            stream,
+            "PUT /files/d1/sub/cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+        )
+        .unwrap();
+        stream.write_all(&contents(5, 3_000_000)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leftovers: Vec<String> = std::fs::read_dir(cluster.export_dir().join("d1/sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(".efs-router-") || n == "cut.bin")
+            .collect();
+        if leftovers.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a cut upload left {leftovers:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // One server dies: reads keep succeeding (retried on the next-ranked target), and
     // the target is marked down.
     let victim = cluster.address(1);

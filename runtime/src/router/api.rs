@@ -136,6 +136,7 @@ fn status_of(e: &BackendError) -> StatusCode {
         BackendError::NotFound => StatusCode::NOT_FOUND,
         BackendError::Exists
         | BackendError::IsADirectory
+        | BackendError::NotAFile
         | BackendError::NotADirectory
         | BackendError::NotEmpty => StatusCode::CONFLICT,
         BackendError::PermissionDenied => StatusCode::FORBIDDEN,
@@ -215,7 +216,7 @@ async fn files(State(state): State<AppState>, request: Request) -> Response {
             )
             .await
         }
-        Method::PUT => put_file(&state, &path, request.into_body()).await,
+        Method::PUT => put_file(&state, &path, request).await,
         Method::DELETE => delete_file(&state, &path).await,
         _ => {
             let mut r = problem(
@@ -319,9 +320,16 @@ fn etag(stat: &Stat) -> String {
     )
 }
 
+/// The last instant an HTTP date can name (9999-12-31T23:59:59Z); httpdate panics past it
+/// and a file's mtime is whatever its writer set.
+const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
 fn modified(stat: &Stat) -> SystemTime {
     SystemTime::UNIX_EPOCH
-        + std::time::Duration::new(stat.modified.0, stat.modified.1.min(999_999_999))
+        + std::time::Duration::new(
+            stat.modified.0.min(LAST_HTTP_DATE),
+            stat.modified.1.min(999_999_999),
+        )
 }
 
 /// One `bytes=` range, as `[start, end)`. `Ok(None)`: serve the whole file (no header,
@@ -370,12 +378,33 @@ fn parse_range(value: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u6
     Ok(Some(range))
 }
 
-async fn put_file(state: &AppState, path: &FilePath, body: Body) -> Response {
+async fn put_file(state: &AppState, path: &FilePath, request: Request) -> Response {
     let Some((target, client)) = state.pool.ranked(path.as_str()).into_iter().next() else {
         return no_target();
     };
-    let stream = body.into_data_stream();
-    match transfer::write_file(&state.budget, &target, &client, path, stream).await {
+    let content_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let stream = request.into_body().into_data_stream();
+    // Its own task: hyper drops this handler when the client disconnects, and the upload
+    // must still remove its temporary file and close its NFS open.
+    let upload = {
+        let (budget, target, client, path) = (
+            state.budget.clone(),
+            target.clone(),
+            client.clone(),
+            path.clone(),
+        );
+        tokio::spawn(async move {
+            transfer::write_file(&budget, &target, &client, &path, content_length, stream).await
+        })
+    };
+    let result = match upload.await {
+        Ok(result) => result,
+        Err(e) => Err(WriteError::Body(format!("the upload task failed: {e}"))),
+    };
+    match result {
         Ok(size) => (
             StatusCode::CREATED,
             [("x-efs-router-target", target.spec.address.clone())],
@@ -467,6 +496,20 @@ mod tests {
 
     fn range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         parse_range(Some(&HeaderValue::from_str(v).unwrap()), size)
+    }
+
+    #[test]
+    fn dates_past_year_9999_do_not_panic() {
+        let stat = Stat {
+            kind: EntryKind::File,
+            size: 1,
+            modified: (300_000_000_000, 5),
+            file_id: 1,
+        };
+        assert_eq!(
+            httpdate::fmt_http_date(modified(&stat)),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
     }
 
     #[test]

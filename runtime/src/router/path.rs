@@ -144,6 +144,10 @@ fn percent_decode(raw: &str) -> Result<Vec<u8>, PathError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or(PathError::Encoding)?;
+            // from_str_radix alone would take `%+1`.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(PathError::Encoding);
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| PathError::Encoding)?;
             let value = u8::from_str_radix(hex, 16).map_err(|_| PathError::Encoding)?;
             out.push(value);
@@ -215,6 +219,8 @@ mod tests {
             ("%", PathError::Encoding),
             ("%2", PathError::Encoding),
             ("%zz", PathError::Encoding),
+            ("%+0", PathError::Encoding),
+            ("a%+fb", PathError::Encoding),
             ("%%32%65", PathError::Encoding),
             (&long_name, PathError::NameTooLong(256)),
             (&long_path, PathError::PathTooLong(4098)),

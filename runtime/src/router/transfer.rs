@@ -9,13 +9,14 @@
 //! semaphore is first come, first served) and RSS stays bounded.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use super::backend::{BackendError, Client, Handle, Stat, WriteAck};
 use super::path::FilePath;
@@ -113,9 +114,7 @@ pub fn read_stream(
         let mut tried = vec![source.target.spec.key.clone()];
         'sources: loop {
             let chunk = source.client.chunk_size() as u64;
-            // Each read is its own task, so it progresses while this loop waits for
-            // budget or for the consumer; awaited in order.
-            let mut inflight = VecDeque::new();
+            let mut inflight = Tasks::default();
             let mut issued = next;
             loop {
                 while inflight.len() < DEPTH && issued < end {
@@ -132,16 +131,16 @@ pub fn read_stream(
                         }
                     };
                     let (s, at) = (source.clone(), issued);
-                    inflight.push_back(tokio::spawn(async move {
+                    inflight.push(tokio::spawn(async move {
                         let data = s.target.call(s.client.read(&s.handle, at, len)).await;
                         (data, len, permit)
                     }));
                     issued += len as u64;
                 }
-                let Some(task) = inflight.pop_front() else {
+                let Some(done) = inflight.next().await else {
                     break 'sources;
                 };
-                let (result, len, permit) = match task.await {
+                let (result, len, permit) = match done {
                     Ok(done) => done,
                     Err(e) => {
                         let e = std::io::Error::other(format!("a read task failed: {e}"));
@@ -168,7 +167,7 @@ pub fn read_stream(
                     }
                     Err(e) if e.is_target_failure() => {
                         pool.report(&source.target, &source.client, &e);
-                        inflight.iter().for_each(JoinHandle::abort);
+                        drop(inflight); // stops the reads still running there
                         source.client.close(&source.handle).await;
                         match failover(&pool, &path, &stat, &mut tried).await {
                             Some(s) => {
@@ -240,6 +239,7 @@ pub async fn write_file<S, E>(
     target: &Arc<Target>,
     client: &Arc<Client>,
     path: &FilePath,
+    content_length: Option<u64>,
     body: S,
 ) -> Result<u64, WriteError>
 where
@@ -261,7 +261,7 @@ where
         Err(e) => return Err(e.into()),
     };
     let handle = Arc::new(handle);
-    let written = write_body(budget, target, client, &handle, body).await;
+    let written = write_body(budget, target, client, &handle, content_length, body).await;
     let finished = match written {
         Ok((size, acks)) => match target.call(client.commit(&handle, acks)).await {
             Ok(()) => target
@@ -286,13 +286,12 @@ where
     finished
 }
 
-/// Each chunk is written by its own task, so writes progress while the body is read and
-/// while budget is awaited.
 async fn write_body<S, E>(
     budget: &Budget,
     target: &Arc<Target>,
     client: &Arc<Client>,
     handle: &Arc<Handle>,
+    content_length: Option<u64>,
     mut body: S,
 ) -> Result<(u64, Vec<WriteAck>), WriteError>
 where
@@ -301,24 +300,40 @@ where
 {
     let chunk = client.chunk_size();
     let mut acks = Vec::new();
-    let mut inflight: VecDeque<JoinHandle<Result<WriteAck, BackendError>>> = VecDeque::new();
+    // Dropped on any early return: the writes still running stop.
+    let mut inflight = Tasks::default();
     // A body frame that straddles two chunks leaves its tail here (a slice, no copy).
     let mut leftover = Bytes::new();
     let mut offset = 0u64;
     let mut ended = false;
     while !ended || !leftover.is_empty() {
         if inflight.len() >= DEPTH
-            && let Some(task) = inflight.pop_front()
+            && let Some(done) = inflight.next().await
         {
-            acks.push(finish(task, &inflight).await?);
+            acks.push(acknowledged(done)?);
         }
-        // The permit comes before the bytes: buffered and in-flight data both count.
-        let permit = budget.take(chunk).await;
-        // Exactly one chunk per allocation: a growing buffer would double its capacity
-        // and pin twice the budget.
-        let mut buffer = BytesMut::with_capacity(chunk);
+        // Bytes first, then budget: a client that has sent nothing holds no budget.
+        if leftover.is_empty() && !ended {
+            match next_frame(&mut body).await? {
+                Some(data) => leftover = data,
+                None => ended = true,
+            }
+            continue;
+        }
+        // One allocation of exactly the chunk (or what is left of a declared length): a
+        // growing buffer would double its capacity and pin twice the budget.
+        let size = match content_length {
+            Some(total) => chunk.min(
+                usize::try_from(total.saturating_sub(offset))
+                    .unwrap_or(chunk)
+                    .max(1),
+            ),
+            None => chunk,
+        };
+        let permit = budget.take(size).await;
+        let mut buffer = BytesMut::with_capacity(size);
         loop {
-            let room = chunk - buffer.len();
+            let room = size - buffer.len();
             if room == 0 {
                 break;
             }
@@ -326,12 +341,8 @@ where
                 if ended {
                     break;
                 }
-                match body.next().await {
-                    Some(Ok(data)) => leftover = data,
-                    Some(Err(e)) => {
-                        inflight.iter().for_each(JoinHandle::abort);
-                        return Err(WriteError::Body(e.to_string()));
-                    }
+                match next_frame(&mut body).await? {
+                    Some(data) => leftover = data,
                     None => ended = true,
                 }
                 continue;
@@ -347,31 +358,82 @@ where
         offset += data.len() as u64;
         target.stats.add_written(data.len());
         let (target, client, handle) = (target.clone(), client.clone(), handle.clone());
-        inflight.push_back(tokio::spawn(async move {
+        inflight.push(tokio::spawn(async move {
             let ack = target.call(client.write(&handle, at, data)).await;
             drop(permit);
             ack
         }));
     }
-    while let Some(task) = inflight.pop_front() {
-        acks.push(finish(task, &inflight).await?);
+    while let Some(done) = inflight.next().await {
+        acks.push(acknowledged(done)?);
     }
     Ok((offset, acks))
 }
 
-/// One write's acknowledgement; on failure the writes still in flight are stopped.
-async fn finish(
-    task: JoinHandle<Result<WriteAck, BackendError>>,
-    rest: &VecDeque<JoinHandle<Result<WriteAck, BackendError>>>,
-) -> Result<WriteAck, WriteError> {
-    let result = match task.await {
-        Ok(r) => r,
-        Err(e) => Err(BackendError::Failed(format!("a write task failed: {e}"))),
-    };
-    if result.is_err() {
-        rest.iter().for_each(JoinHandle::abort);
+/// A client silent this long mid-upload is gone or stuck; its upload fails and its
+/// budget goes back to the others.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn next_frame<S, E>(body: &mut S) -> Result<Option<Bytes>, WriteError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
+        Err(_) => Err(WriteError::Body(format!(
+            "no data for {} s",
+            BODY_IDLE_TIMEOUT.as_secs()
+        ))),
+        Ok(Some(Ok(data))) => Ok(Some(data)),
+        Ok(Some(Err(e))) => Err(WriteError::Body(e.to_string())),
+        Ok(None) => Ok(None),
     }
-    Ok(result?)
+}
+
+fn acknowledged(
+    done: Result<Result<WriteAck, BackendError>, JoinError>,
+) -> Result<WriteAck, WriteError> {
+    match done {
+        Ok(ack) => Ok(ack?),
+        Err(e) => Err(BackendError::Failed(format!("a write task failed: {e}")).into()),
+    }
+}
+
+/// Chunk tasks in the order they were issued. Each runs on its own, so it progresses
+/// while the stream waits for budget, the body or the consumer; dropping the queue stops
+/// the ones still running (the stream failed, moved to another target, or ended).
+#[derive(Debug)]
+struct Tasks<T>(VecDeque<JoinHandle<T>>);
+
+impl<T> Default for Tasks<T> {
+    fn default() -> Self {
+        Tasks(VecDeque::new())
+    }
+}
+
+impl<T> Tasks<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn push(&mut self, task: JoinHandle<T>) {
+        self.0.push_back(task);
+    }
+
+    /// The oldest task's result.
+    async fn next(&mut self) -> Option<Result<T, JoinError>> {
+        Some(self.0.pop_front()?.await)
+    }
+}
+
+impl<T> Drop for Tasks<T> {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
 }
 
 /// Creates the directories above `path`, top down; ones that exist are fine.

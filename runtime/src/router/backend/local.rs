@@ -78,10 +78,18 @@ impl LocalClient {
     pub async fn open_read(&self, path: &FilePath) -> Result<(Handle, Stat)> {
         let full = self.confined(path, Resolve::Whole);
         let (file, m) = blocking(self.timeout, move || {
-            let file = File::open(full.resolve()?)?;
+            // Non-blocking open: a FIFO would otherwise block the call until its timeout
+            // and get the whole target marked down. Regular files ignore the flag.
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(full.resolve()?)?;
             let m = file.metadata()?;
             if m.is_dir() {
                 return Err(io::Error::from(ErrorKind::IsADirectory));
+            }
+            if !m.is_file() {
+                return Err(io::Error::other(NOT_A_FILE));
             }
             Ok((file, m))
         })
@@ -297,7 +305,7 @@ fn encode_cursor(name: &str) -> String {
 
 fn decode_cursor(s: &str) -> Option<String> {
     let hex = s.strip_prefix('l')?;
-    if hex.len() % 2 != 0 || !hex.is_ascii() {
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())
@@ -321,7 +329,13 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Marks an `io::Error` as "not a regular file" on its way out of a blocking call.
+const NOT_A_FILE: &str = "not a regular file";
+
 fn map(e: io::Error) -> BackendError {
+    if e.kind() == ErrorKind::Other && e.to_string() == NOT_A_FILE {
+        return BackendError::NotAFile;
+    }
     match e.kind() {
         ErrorKind::NotFound => BackendError::NotFound,
         ErrorKind::AlreadyExists => BackendError::Exists,
@@ -381,6 +395,23 @@ mod tests {
         );
         // A link that stays inside is an ordinary name.
         assert_eq!(c.stat(&p("alias")).await.map(|s| s.size), Ok(1));
+    }
+
+    /// A FIFO would block a plain open until the call timed out and the target was
+    /// marked down; it is refused at once as not a regular file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_fifo_is_refused_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &root.path().join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let c = LocalClient::open(root.path(), Duration::from_secs(5), None)
+            .await
+            .unwrap();
+        let err = c.open_read(&FilePath::parse("pipe").unwrap()).await.err();
+        assert_eq!(err, Some(BackendError::NotAFile));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub enum BackendError {
     Exists,
     #[error("is a directory")]
     IsADirectory,
+    #[error("not a regular file (a symbolic link, device or FIFO)")]
+    NotAFile,
     #[error("a parent is not a directory")]
     NotADirectory,
     #[error("directory not empty")]

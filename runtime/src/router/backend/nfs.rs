@@ -114,12 +114,14 @@ impl NfsClient {
             .map_err(map)?;
         let stat = match &obj.attr {
             Some(attr) => stat(attr),
-            None => self
-                .mount
-                .getattr(obj.fh.clone())
-                .await
-                .map(|a| stat(&a))
-                .map_err(map)?,
+            None => match self.mount.getattr(obj.fh.clone()).await {
+                Ok(a) => stat(&a),
+                Err(e) => {
+                    // Opened but unusable: release the open before reporting.
+                    let _ = self.mount.close(obj.fh).await;
+                    return Err(map(e));
+                }
+            },
         };
         let handle = NfsHandle {
             fh: obj.fh,
@@ -333,7 +335,7 @@ fn encode_cursor(position: DirectoryCookie, skip: usize) -> String {
 
 fn decode_cursor(s: &str) -> Option<(DirectoryCookie, usize)> {
     let s = s.strip_prefix('n')?;
-    if s.len() < 33 || !s.is_ascii() {
+    if s.len() < 33 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let cookie = u64::from_str_radix(&s[..16], 16).ok()?;
@@ -361,6 +363,8 @@ fn map(e: NfsError) -> BackendError {
         NfsError::Nfs4(code) => match code {
             C::NFS4ERR_NOTDIR => BackendError::NotADirectory,
             C::NFS4ERR_ISDIR => BackendError::IsADirectory,
+            // OPEN of a symbolic link: the router does not follow links over NFS.
+            C::NFS4ERR_SYMLINK | C::NFS4ERR_WRONG_TYPE => BackendError::NotAFile,
             C::NFS4ERR_NOTEMPTY => BackendError::NotEmpty,
             C::NFS4ERR_ACCESS | C::NFS4ERR_PERM | C::NFS4ERR_ROFS => BackendError::PermissionDenied,
             C::NFS4ERR_NOSPC | C::NFS4ERR_DQUOT => BackendError::NoSpace,
