@@ -20,7 +20,8 @@ use serde_json::json;
 use super::backend::{BackendError, Client, EntryKind, Stat};
 use super::metrics::Metrics;
 use super::path::{FilePath, PathError, TEMP_PREFIX};
-use super::pool::{Pool, Target};
+use super::pool::{Pool, Target, TargetView};
+use super::stats::StatsSnapshot;
 use super::transfer::{self, Budget, Source, WriteError};
 
 #[derive(Debug, Clone)]
@@ -81,27 +82,39 @@ async fn health(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// One target in `/targets`: where it is, its state, and what it has carried.
+#[derive(serde::Serialize)]
+struct TargetReport {
+    #[serde(flatten)]
+    view: TargetView,
+    #[serde(flatten)]
+    stats: StatsSnapshot,
+    latency_ms: Latency,
+}
+
+#[derive(serde::Serialize)]
+struct Latency {
+    mean: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
 async fn targets(State(state): State<AppState>) -> Response {
-    let list: Vec<serde_json::Value> = state
+    let list: Vec<TargetReport> = state
         .pool
         .targets()
         .iter()
         .map(|t| {
-            let s = t.stats.snapshot();
-            json!({
-                "address": t.spec.address,
-                "availability_zone": t.spec.availability_zone,
-                "mount_target_id": t.spec.mount_target_id,
-                "state": t.view().state,
-                "since": t.view().since,
-                "last_error": t.view().last_error,
-                "connects": t.view().connects,
-                "operations": s.operations,
-                "errors": s.errors,
-                "bytes_read": s.bytes_read,
-                "bytes_written": s.bytes_written,
-                "latency_ms": { "mean": s.mean_ms(), "p50": s.quantile_ms(0.5), "p99": s.quantile_ms(0.99) },
-            })
+            let stats = t.stats.snapshot();
+            TargetReport {
+                view: t.view(),
+                latency_ms: Latency {
+                    mean: stats.mean_ms(),
+                    p50: stats.quantile_ms(0.5),
+                    p99: stats.quantile_ms(0.99),
+                },
+                stats,
+            }
         })
         .collect();
     axum::Json(json!({ "targets": list })).into_response()

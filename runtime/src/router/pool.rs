@@ -200,9 +200,29 @@ impl Target {
     }
 
     fn set_up(&self, client: Client) {
+        self.adopt(Arc::new(client));
+    }
+
+    /// Like `set_up`, unless the target left the list meanwhile (checked under the state
+    /// lock, which retiring also takes): then the client comes back to be shut down.
+    fn set_up_unless_retired(&self, client: Client) -> Result<(), Client> {
         let mut s = self.state();
+        if self.retired.load(Ordering::Acquire) {
+            return Err(client);
+        }
         s.health = Health::Up;
         s.client = Some(Arc::new(client));
+        s.since = SystemTime::now();
+        s.connects += 1;
+        Ok(())
+    }
+
+    /// Takes a working client (a new connection, or another target's for the same
+    /// address) and goes into service.
+    fn adopt(&self, client: Arc<Client>) {
+        let mut s = self.state();
+        s.health = Health::Up;
+        s.client = Some(client);
         s.since = SystemTime::now();
         s.connects += 1;
     }
@@ -341,10 +361,6 @@ impl Pool {
         self.read().clone()
     }
 
-    pub fn any_up(&self) -> bool {
-        self.read().iter().any(|t| t.health() == Health::Up)
-    }
-
     /// The targets that can serve `path` now, best first, each with its client.
     pub fn ranked(&self, path: &str) -> Vec<(Arc<Target>, Arc<Client>)> {
         let targets = self.read();
@@ -398,12 +414,16 @@ impl Pool {
                     .await
                 {
                     Ok(client) => {
-                        if target.retired.load(Ordering::Acquire) {
+                        if *stopping.borrow() {
                             client.shutdown().await;
                             return;
                         }
-                        tracing::info!(target = %target.spec.address, attempts = attempt, "mount target back in service");
-                        target.set_up(client);
+                        match target.set_up_unless_retired(client) {
+                            Ok(()) => {
+                                tracing::info!(target = %target.spec.address, attempts = attempt, "mount target back in service")
+                            }
+                            Err(client) => client.shutdown().await,
+                        }
                         return;
                     }
                     Err(e) => {
@@ -456,12 +476,25 @@ impl Pool {
                 targets.drain(..).partition(|t| specs.contains(&t.spec));
             *targets = keep;
             for spec in specs {
-                if !targets.iter().any(|t| t.spec == spec) {
-                    let index = self.next_index.fetch_add(1, Ordering::Relaxed);
-                    let t = Arc::new(Target::new(spec, index));
-                    targets.push(t.clone());
-                    added.push(t);
+                if targets.iter().any(|t| t.spec == spec) {
+                    continue;
                 }
+                let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+                let t = Arc::new(Target::new(spec, index));
+                // The same address under a new name (the default list's DNS name, now
+                // the published list's id): keep its connection, so switching lists
+                // never leaves the router with nothing to route to.
+                let same_address = gone.iter().find(|g| g.spec.address == t.spec.address);
+                match same_address.and_then(|g| g.client()) {
+                    Some(client) => {
+                        if let Some(g) = same_address {
+                            g.state().client = None;
+                        }
+                        t.adopt(client);
+                    }
+                    None => added.push(t.clone()),
+                }
+                targets.push(t);
             }
             retired.extend(gone);
         }

@@ -205,3 +205,31 @@ async fn a_new_list_keeps_unchanged_targets_and_moves_only_their_share() {
     );
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_target_keeps_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = dir.path().to_string_lossy().into_owned();
+    let pool = Pool::start(
+        vec![TargetSpec::address_only(&address)],
+        dir_connector(),
+        fast(),
+    )
+    .await
+    .unwrap();
+    let client = pool.targets()[0].client().unwrap();
+    // The published list names the same address by mount-target id.
+    let renamed = TargetSpec {
+        key: "fsmt-0123456789abcdef".into(),
+        address: address.clone(),
+        availability_zone: Some("ap-northeast-1a".into()),
+        mount_target_id: Some("fsmt-0123456789abcdef".into()),
+    };
+    pool.apply(vec![renamed.clone()]);
+    let targets = pool.targets();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].spec, renamed);
+    // In service at once, on the same connection: routing never went empty.
+    assert!(Arc::ptr_eq(&targets[0].client().unwrap(), &client));
+    pool.close().await;
+}
