@@ -215,6 +215,21 @@ fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
         response.bytes().unwrap().as_ref(),
         &new[1_048_570..1_048_590]
     );
+    // If-Range: the current ETag keeps the range, a stale one gets the whole file.
+    let etag = response_etag(&client, &router.url(&format!("/files/{big}")));
+    for (if_range, status, len) in [
+        (etag.as_str(), StatusCode::PARTIAL_CONTENT, 10),
+        ("\"stale\"", StatusCode::OK, 2_000_000),
+    ] {
+        let response = client
+            .get(router.url(&format!("/files/{big}")))
+            .header("Range", "bytes=0-9")
+            .header("If-Range", if_range)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), status, "If-Range {if_range}");
+        assert_eq!(response.bytes().unwrap().len(), len);
+    }
     let response = client
         .get(router.url(&format!("/files/{big}")))
         .header("Range", "bytes=2000000-")
@@ -444,6 +459,11 @@ fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
             "{line}"
         );
     }
+}
+
+fn response_etag(client: &Client, url: &str) -> String {
+    let response = client.head(url).send().unwrap();
+    response.headers()["etag"].to_str().unwrap().to_string()
 }
 
 /// The status of a request written byte for byte on a plain TCP connection.

@@ -263,7 +263,19 @@ async fn get_file(state: &AppState, path: &FilePath, head: bool, headers: &Heade
         Ok(v) => v,
         Err(r) => return r,
     };
-    let range = match parse_range(headers.get(header::RANGE), stat.size) {
+    // Range applies to GET only (RFC 9110), and If-Range (an ETag or a date) keeps a
+    // resumed download from mixing a replaced file's bytes with the old ones.
+    let tag = etag(&stat);
+    let date = httpdate::fmt_http_date(modified(&stat));
+    let unchanged = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.to_str().is_ok_and(|v| v == tag || v == date));
+    let requested = if head || !unchanged {
+        None
+    } else {
+        headers.get(header::RANGE)
+    };
+    let range = match parse_range(requested, stat.size) {
         Ok(r) => r,
         Err(()) => {
             if let Some(h) = &handle {
