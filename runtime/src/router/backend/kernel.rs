@@ -48,8 +48,22 @@ impl KernelMount {
             )
             .map_err(|errno| explain(errno, &source, &at))
         });
-        match tokio::time::timeout(timeout, call).await {
-            Err(_) => Err(BackendError::Timeout(timeout)),
+        let mut call = call;
+        match tokio::time::timeout(timeout, &mut call).await {
+            Err(_) => {
+                // mount(2) cannot be cancelled: if it succeeds after all, undo it, or the
+                // next attempt would stack a second mount on this point.
+                let at = point.to_path_buf();
+                tokio::spawn(async move {
+                    if let Ok(Ok(())) = call.await {
+                        let undo = tokio::task::spawn_blocking(move || {
+                            nix::mount::umount2(&at, MntFlags::MNT_DETACH)
+                        });
+                        let _ = undo.await;
+                    }
+                });
+                Err(BackendError::Timeout(timeout))
+            }
             Ok(Err(join)) => Err(BackendError::Failed(format!("mount call panicked: {join}"))),
             Ok(Ok(Err(message))) => Err(BackendError::Unavailable(message)),
             Ok(Ok(Ok(()))) => Ok(KernelMount {
