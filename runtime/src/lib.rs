@@ -4,6 +4,7 @@
 //! and the router never use each other.
 
 pub mod aws;
+pub mod cli;
 pub mod logging;
 pub mod model;
 pub mod reconcile;

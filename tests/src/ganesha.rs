@@ -10,9 +10,9 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{HarnessError, READY_TIMEOUT, find_tool, free_port, io};
+use crate::{HarnessError, find_tool, free_port, io, wait_ready};
 
 #[derive(Debug)]
 pub struct Ganesha {
@@ -122,27 +122,12 @@ impl Ganesha {
             .map_err(io(format!("starting {what}")))?;
         // It listens on an IPv6 socket; only a connect tells it is ready.
         let addr = SocketAddr::from((instance.address, self.port));
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(HarnessError::Exited {
-                    what,
-                    status: status.to_string(),
-                    log: read_log(&instance.log),
-                });
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                let _ = child.kill();
-                return Err(HarnessError::NotReady {
-                    what,
-                    secs: READY_TIMEOUT.as_secs(),
-                    log: read_log(&instance.log),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Err(e) = wait_ready(&what, &mut child, &instance.log, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        }) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
         }
         instance.child = Some(child);
         Ok(())
@@ -155,10 +140,6 @@ impl Drop for Ganesha {
             self.kill(i);
         }
     }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
 }
 
 fn nix_is_root() -> bool {

@@ -132,67 +132,17 @@ impl MotoServer {
         Ok(server)
     }
 
-    fn read_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
+    /// Ready when moto's own API answers 200.
     fn wait_ready(&mut self) -> Result<(), HarnessError> {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(HarnessError::Exited {
-                    what: "moto_server".into(),
-                    status: status.to_string(),
-                    log: self.read_log(),
-                });
-            }
-            if let Ok((status, _)) = self.request("GET", "/moto-api/data.json", "")
-                && status.contains(" 200")
-            {
-                return Ok(());
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(HarnessError::NotReady {
-                    what: "moto_server".into(),
-                    secs: READY_TIMEOUT.as_secs(),
-                    log: self.read_log(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A minimal HTTP/1.1 request to moto's own control API (not an AWS API).
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> Result<(String, String), HarnessError> {
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
-            .map_err(io("connecting to moto"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(io("configuring the moto connection"))?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(io("writing to moto"))?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .map_err(io("reading from moto"))?;
-        let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.lines().next().unwrap_or_default().to_string();
-        Ok((status, rest.to_string()))
+        let addr = self.addr;
+        wait_ready("moto_server", &mut self.child, &self.log, || {
+            control_request(addr, "GET", "/moto-api/data.json", "")
+                .is_ok_and(|(status, _)| status.contains(" 200"))
+        })
     }
 
     fn post(&self, path: &str, body: &str) -> Result<String, HarnessError> {
-        let (status, body) = self.request("POST", path, body)?;
+        let (status, body) = control_request(self.addr, "POST", path, body)?;
         if !(status.contains(" 200") || status.contains(" 201")) {
             return Err(HarnessError::Http {
                 path: path.to_string(),
@@ -233,6 +183,70 @@ impl Drop for MotoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A minimal HTTP/1.1 request to moto's own control API (not an AWS API).
+fn control_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(String, String), HarnessError> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(io("connecting to moto"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io("configuring the moto connection"))?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        addr,
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(io("writing to moto"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(io("reading from moto"))?;
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, rest.to_string()))
+}
+
+/// Waits until `ready` holds, failing with the component's log when its process exits
+/// first or READY_TIMEOUT passes.
+pub(crate) fn wait_ready(
+    what: &str,
+    child: &mut Child,
+    log: &Path,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), HarnessError> {
+    let started = Instant::now();
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(HarnessError::Exited {
+                what: what.to_string(),
+                status: status.to_string(),
+                log: read_log(log),
+            });
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(HarnessError::NotReady {
+                what: what.to_string(),
+                secs: READY_TIMEOUT.as_secs(),
+                log: read_log(log),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub(crate) fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
 }
 
 /// The repository root (for environments/ and templates/).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{HarnessError, READY_TIMEOUT, cargo_bin, free_port, io};
+use crate::{HarnessError, cargo_bin, free_port, io, wait_ready};
 
 #[derive(Debug)]
 pub struct RouterProcess {
@@ -84,27 +84,10 @@ impl RouterProcess {
             log,
             _dir: dir,
         };
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = router.child.try_wait() {
-                return Err(HarnessError::Exited {
-                    what: "efs-router".into(),
-                    status: status.to_string(),
-                    log: router.log(),
-                });
-            }
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Ok(router);
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(HarnessError::NotReady {
-                    what: "efs-router".into(),
-                    secs: READY_TIMEOUT.as_secs(),
-                    log: router.log(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_ready("efs-router", &mut router.child, &router.log, || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+        })?;
+        Ok(router)
     }
 
     /// Runs a router that is expected to exit on its own; returns how it ended.

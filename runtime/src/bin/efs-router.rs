@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 /// resident.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use runtime::cli;
 use runtime::router::{self, config::ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -41,45 +42,27 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("efs-router: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Command::Serve(args) => {
             // JSON lines on stdout for the awslogs driver; LOG_FORMAT=text for a terminal.
             runtime::logging::init(std::env::var("LOG_FORMAT").as_deref() != Ok("text"));
-            match runtime.block_on(router::serve(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "efs-router cannot serve");
-                    eprintln!("efs-router: {e}");
-                    ExitCode::FAILURE
+            cli::block_on("efs-router", async move {
+                match router::serve(*args).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "efs-router cannot serve");
+                        eprintln!("efs-router: {e}");
+                        ExitCode::FAILURE
+                    }
                 }
-            }
+            })
         }
-        Command::Health { url, timeout } => {
-            match runtime.block_on(router::health_check::check(
-                &url,
-                Duration::from_secs(timeout),
-            )) {
+        Command::Health { url, timeout } => cli::block_on("efs-router", async move {
+            match router::health_check::check(&url, Duration::from_secs(timeout)).await {
                 Ok(200) => ExitCode::SUCCESS,
                 Ok(status) => {
                     eprintln!("efs-router: {url} answered {status}");
@@ -90,6 +73,6 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        }
+        }),
     }
 }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use runtime::cli;
 use runtime::scaler::count::{self, CountOptions};
 use runtime::scaler::deadline::Deadline;
 use runtime::scaler::{Clients, RunOptions, ScalerConfig, lambda};
@@ -67,17 +68,9 @@ fn main() -> ExitCode {
             }
         });
     }
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            // Help and version are successes; everything else is bad input.
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     runtime::logging::init(false);
     match cli.command {
@@ -91,16 +84,7 @@ fn main() -> ExitCode {
 }
 
 fn block_on(fut: impl Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(fut),
-        Err(e) => {
-            eprintln!("efs-scaler: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::block_on("efs-scaler", fut)
 }
 
 fn count_command(dir: &std::path::Path, limit: Option<u64>, threads: Option<u16>) -> ExitCode {

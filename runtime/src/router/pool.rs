@@ -117,6 +117,15 @@ struct State {
     connects: u64,
 }
 
+impl State {
+    fn go_up(&mut self, client: Arc<Client>) {
+        self.health = Health::Up;
+        self.client = Some(client);
+        self.since = SystemTime::now();
+        self.connects += 1;
+    }
+}
+
 #[derive(Debug)]
 pub struct Target {
     pub spec: TargetSpec,
@@ -210,21 +219,14 @@ impl Target {
         if self.retired.load(Ordering::Acquire) {
             return Err(client);
         }
-        s.health = Health::Up;
-        s.client = Some(Arc::new(client));
-        s.since = SystemTime::now();
-        s.connects += 1;
+        s.go_up(Arc::new(client));
         Ok(())
     }
 
     /// Takes a working client (a new connection, or another target's for the same
     /// address) and goes into service.
     fn adopt(&self, client: Arc<Client>) {
-        let mut s = self.state();
-        s.health = Health::Up;
-        s.client = Some(client);
-        s.since = SystemTime::now();
-        s.connects += 1;
+        self.state().go_up(client);
     }
 
     /// Marks the target down if `client` is still its current one; returns the client
