@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-/// Transfers allocate and free 1 MiB buffers all the time; musl's allocator serves each
-/// with a fresh mapping (docs/benchmarks.md#router). The task definition sets
-/// MIMALLOC_ARENA_EAGER_COMMIT=0 and MIMALLOC_PURGE_DELAY=0 so freed buffers do not stay
-/// resident.
+/// mimalloc with freed memory returned at once (the task definition sets
+/// MIMALLOC_ARENA_EAGER_COMMIT=0 and MIMALLOC_PURGE_DELAY=0), behind a bounded cache of
+/// transfer-sized blocks so the 1 MiB buffers every transfer cycles through stay warm
+/// (runtime::router::alloc, docs/benchmarks.md#router). The limit is set from the
+/// transfer budget once the arguments are known.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Recycling<mimalloc::MiMalloc> = Recycling::new(mimalloc::MiMalloc, 0);
+
 use runtime::cli;
+use runtime::router::alloc::Recycling;
 use runtime::router::{self, config::ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => {
+            ALLOCATOR.set_limit(args.recycling_limit());
             // JSON lines on stdout for the awslogs driver; LOG_FORMAT=text for a terminal.
             runtime::logging::init(std::env::var("LOG_FORMAT").as_deref() != Ok("text"));
             cli::block_on("efs-router", async move {

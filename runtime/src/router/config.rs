@@ -107,6 +107,18 @@ impl ServeArgs {
         }
     }
 
+    /// Bytes all transfers together may hold in flight.
+    pub fn transfer_budget(&self) -> usize {
+        usize::try_from(self.buffer_mib << 20).unwrap_or(usize::MAX)
+    }
+
+    /// Large blocks the process may keep, in use and cached together (see
+    /// `router::alloc`): the transfer budget plus room for each NFS connection's 1 MiB
+    /// reader and the HTTP connections' read buffers.
+    pub fn recycling_limit(&self) -> usize {
+        self.transfer_budget().saturating_add(8 << 20)
+    }
+
     pub fn backoff(&self) -> Backoff {
         Backoff {
             first: Duration::from_millis(250),

@@ -7,8 +7,10 @@
 //! - `backend`: one client per target (nfs, kernel, dir); `pool`: their health and
 //!   reconnection; `rendezvous`: which target serves a path;
 //! - `path`: request paths, normalised and confined; `transfer`: streaming bodies;
-//!   `api`: the HTTP endpoints; `stats` and `metrics`: what `/targets` and `/metrics` show.
+//!   `api`: the HTTP endpoints; `stats` and `metrics`: what `/targets` and `/metrics` show;
+//! - `alloc`: the allocator policy that keeps transfer buffers warm.
 
+pub mod alloc;
 pub mod api;
 pub mod backend;
 pub mod config;
@@ -102,7 +104,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let metrics = Arc::new(metrics::Metrics::new(pool.clone()));
     let state = api::AppState {
         pool: pool.clone(),
-        budget: transfer::Budget::new(usize::try_from(args.buffer_mib << 20).unwrap_or(usize::MAX)),
+        budget: transfer::Budget::new(args.transfer_budget()),
         metrics,
     };
     tracing::info!(listen = %args.listen, "serving");
