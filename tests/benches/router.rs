@@ -4,7 +4,8 @@
 //! `scripts/bench-router` builds the shipped router binary and runs this with its path:
 //! `cargo bench -p efs-autoscaler-tests --bench router -- ROUTER_BINARY`.
 //!
-//! - 64 MiB sequential write and read, one stream: MiB/s, median of 7 alternating rounds.
+//! - 64 MiB sequential write and read, one stream: MiB/s, median of 21 alternating rounds
+//!   (BENCH_ROUNDS).
 //! - 4 KiB files, create then read, 16 clients at once: operations per second and p50/p99
 //!   latency per operation.
 //! - The router's peak RSS while 32 clients each upload, then download, a 256 MiB file.
@@ -33,7 +34,17 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(PathBuf::from)
         .expect("usage: cargo bench --bench router -- ROUTER_BINARY");
-    let cluster = Ganesha::start(3).unwrap_or_else(|e| panic!("{e}"));
+    // The export lives on a tmpfs when there is one (BENCH_EXPORT_BASE to choose): the
+    // local disk's writeback made direct writes vary by a factor of two between rounds,
+    // and a mount target's storage is not the local disk either.
+    let base = std::env::var_os("BENCH_EXPORT_BASE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let shm = PathBuf::from("/dev/shm");
+            if shm.is_dir() { shm } else { std::env::temp_dir() }
+        });
+    println!("NFS export under {}\n", base.display());
+    let cluster = Ganesha::start_in(3, &base).unwrap_or_else(|e| panic!("{e}"));
     let mut args: Vec<String> = ["--backend", "nfs", "--export", "/export"]
         .iter()
         .map(|s| s.to_string())
@@ -113,7 +124,7 @@ async fn throughput(
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(7);
+        .unwrap_or(21);
     println!("## 64 MiB sequential, one stream (median of {rounds}, MiB/s)\n");
     let (mut dw, mut dr, mut rw, mut rr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -126,6 +137,10 @@ async fn throughput(
             router_put(http, router, &name, data.clone()).await,
         ));
         rr.push(mib_s(BIG, router_get(http, router, &name, BIG).await));
+        // Kept small on the tmpfs: only the memory part needs many large files.
+        for name in [format!("big-direct-{round}.bin"), name] {
+            let _ = std::fs::remove_file(cluster.export_dir().join(name));
+        }
     }
     let (dw, dr, rw, rr) = (median(dw), median(dr), median(rw), median(rr));
     println!("| | direct nfs-rs | router (HTTP) | router / direct |\n|---|---|---|---|");

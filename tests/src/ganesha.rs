@@ -33,6 +33,12 @@ struct Instance {
 impl Ganesha {
     /// Starts `n` instances on 127.0.0.2 upwards, exporting one fresh directory.
     pub fn start(n: u8) -> Result<Self, HarnessError> {
+        Self::start_in(n, &std::env::temp_dir())
+    }
+
+    /// As [`Ganesha::start`], with the exported directory created under `base` (the
+    /// benchmarks use a tmpfs, so the local disk's writeback does not blur them).
+    pub fn start_in(n: u8, base: &Path) -> Result<Self, HarnessError> {
         let binary = find_tool("ganesha.nfsd")?;
         if !nix_is_root() {
             return Err(HarnessError::Requirement(
@@ -41,7 +47,7 @@ impl Ganesha {
         }
         let dir = tempfile::Builder::new()
             .prefix("efsa-ganesha-")
-            .tempdir()
+            .tempdir_in(base)
             .map_err(io("creating the NFS export directory"))?;
         let export = dir.path().join("export");
         std::fs::create_dir(&export).map_err(io("creating the NFS export directory"))?;

@@ -43,8 +43,6 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Runs the router until SIGTERM or SIGINT, then drains and returns.
@@ -109,35 +107,65 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     tracing::info!(listen = %args.listen, "serving");
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    // No Nagle: a small response's headers and body would otherwise wait for the
-    // client's delayed ACK (40 ms per small GET).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    let result = tokio::select! {
-        r = &mut server => r,
-        signal = shutdown_signal() => {
-            tracing::info!(signal, grace_seconds = args.grace_period, "stopping: no new connections, finishing requests in flight");
-            let _ = stop_tx.send(true);
-            match tokio::time::timeout(Duration::from_secs(args.grace_period), &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!("grace period over; dropping requests still in flight");
-                    Ok(())
+    let app = api::router(state);
+    let http = http1_builder();
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    // Created once: a signal handler made anew per accepted connection could miss a
+    // SIGTERM that arrives between two of them.
+    let mut stop = std::pin::pin!(shutdown_signal());
+    let signal = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    // No Nagle: a small response's headers and body would otherwise wait
+                    // for the client's delayed ACK (40 ms per small GET).
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    let conn = connections.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "HTTP connection ended with an error");
+                        }
+                    });
                 }
-            }
+                // Out of file descriptors or similar: wait rather than spin; connections
+                // already open keep being served.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            signal = &mut stop => break signal,
         }
     };
+    tracing::info!(signal, grace_seconds = args.grace_period, "stopping: no new connections, finishing requests in flight");
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(args.grace_period), connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; dropping requests still in flight");
+    }
     pool.close().await;
     tracing::info!("stopped");
-    result.map_err(ServeError::Serve)
+    Ok(())
+}
+
+/// HTTP/1.1 for the application in the same task.
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        // A client that opens a connection and sends no complete request head in this
+        // time is dropped (slow-header clients would otherwise hold sockets forever).
+        .header_read_timeout(Duration::from_secs(30))
+        // Each connection's read buffer grows up to this. hyper's default (~400 KiB)
+        // times 32 uploading connections was a fifth of the router's memory; 64 KiB
+        // reads keep loopback uploads as fast (docs/benchmarks.md#router).
+        .max_buf_size(64 << 10);
+    http
 }
 
 /// SIGTERM (ECS stopping the task) or SIGINT (a terminal).
