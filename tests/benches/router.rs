@@ -41,7 +41,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let shm = PathBuf::from("/dev/shm");
-            if shm.is_dir() { shm } else { std::env::temp_dir() }
+            if shm.is_dir() {
+                shm
+            } else {
+                std::env::temp_dir()
+            }
         });
     println!("NFS export under {}\n", base.display());
     let cluster = Ganesha::start_in(3, &base).unwrap_or_else(|e| panic!("{e}"));

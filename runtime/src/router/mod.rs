@@ -141,11 +141,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             signal = &mut stop => break signal,
         }
     };
-    tracing::info!(signal, grace_seconds = args.grace_period, "stopping: no new connections, finishing requests in flight");
+    tracing::info!(
+        signal,
+        grace_seconds = args.grace_period,
+        "stopping: no new connections, finishing requests in flight"
+    );
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(args.grace_period), connections.shutdown())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        Duration::from_secs(args.grace_period),
+        connections.shutdown(),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("grace period over; dropping requests still in flight");
     }
