@@ -16,6 +16,9 @@ pub struct Cli {
     )]
     pub environments_dir: PathBuf,
 
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -26,6 +29,42 @@ pub enum Command {
     Render(RenderArgs),
     /// Check environment configuration, then lint the rendered templates with cfn-lint and checkov.
     Validate(ValidateArgs),
+    /// Create or update the account's bootstrap stack (artifact bucket, image repository).
+    Bootstrap(EnvArgs),
+    /// Build the scaler and router, then upload the Lambda zip and image the account lacks.
+    Package(PackageArgs),
+}
+
+/// Where AWS calls go. Credentials come from the standard chain (environment, profiles,
+/// SSO, credential_process, instance roles).
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE, then `default`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Region, instead of the environment's `region`.
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// Also write the zip, the image (an OCI layout) and artifacts.json here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Build only; make no AWS call.
+    #[arg(long)]
+    pub no_upload: bool,
 }
 
 #[derive(Debug, Args)]

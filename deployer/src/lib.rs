@@ -1,12 +1,14 @@
 //! The deployer of the EFS mount-target autoscaler: environment configuration, offline
-//! rendering of CloudFormation, linting, and (later) packaging and deployment.
+//! rendering of CloudFormation, linting, packaging of the runtime, and (later) deployment.
 
 // Configuration errors carry their source snippet for the report; they are built once, on
 // the way out, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod lint;
+pub mod package;
 pub mod render;

@@ -1,5 +1,7 @@
 //! One module per command. Each returns the process exit code or a report for stderr.
 
+pub mod bootstrap;
+mod package;
 mod render;
 mod validate;
 
@@ -11,5 +13,17 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Render(args) => render::run(&cli.environments_dir, &args),
         Command::Validate(args) => validate::run(&cli.environments_dir, &args),
+        Command::Bootstrap(args) => bootstrap::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, &args),
     }
+}
+
+/// Runs the async part of a command (the AWS calls) to completion.
+fn block_on<F: std::future::Future>(future: F) -> miette::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| miette::miette!("cannot start the async runtime: {e}"))?;
+    Ok(runtime.block_on(future))
 }

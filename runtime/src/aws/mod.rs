@@ -93,7 +93,7 @@ impl AwsError {
         }
     }
 
-    pub(crate) fn from_sdk<E, R>(
+    pub fn from_sdk<E, R>(
         service: &'static str,
         operation: &'static str,
         err: aws_sdk_ssm::error::SdkError<E, R>,

@@ -1,0 +1,78 @@
+//! Thin wrappers over the AWS SDK clients the deployer uses, one file per service. SDK
+//! errors become the runtime's [`AwsError`] (one error type for both sides); decisions
+//! live in the commands.
+
+pub mod cloudformation;
+pub mod ecr;
+pub mod s3;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use runtime::aws::{AwsError, ErrorKind};
+
+/// An AWS call that failed, as the deployer reports it: the runtime's error with a hint
+/// for the kinds a person can act on.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(pub AwsError);
+
+impl From<AwsError> for Error {
+    fn from(e: AwsError) -> Self {
+        Error(e)
+    }
+}
+
+impl miette::Diagnostic for Error {
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let hint = match self.0.kind {
+            ErrorKind::AccessDenied => {
+                "check the credentials in use (`aws sts get-caller-identity`, --profile) and their permissions"
+            }
+            ErrorKind::Network => "check the network, the region and AWS_ENDPOINT_URL",
+            ErrorKind::Throttling => "AWS kept throttling after retries; try again in a minute",
+            ErrorKind::Service | ErrorKind::Response => return None,
+        };
+        Some(Box::new(hint))
+    }
+}
+
+use crate::config::Environment;
+
+/// The SDK configuration for an environment: credentials from the standard chain
+/// (profiles, SSO, `credential_process`, instance roles), the environment's region
+/// unless `region` overrides it, and its `endpoint_url` (the local environment's moto
+/// server) unless `AWS_ENDPOINT_URL` is set. Throttling is retried with backoff.
+pub async fn sdk_config(
+    env: &Environment,
+    profile: Option<&str>,
+    region: Option<&str>,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(
+            region.map_or_else(|| env.config.region.clone(), str::to_string),
+        ))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_initial_backoff(Duration::from_millis(250))
+                .with_max_backoff(Duration::from_secs(10)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none()
+        && let Some(url) = &env.config.endpoint_url
+    {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}

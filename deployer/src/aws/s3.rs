@@ -1,0 +1,39 @@
+//! Amazon S3: the artifact bucket.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::{AwsError, Error};
+
+const SERVICE: &str = "S3";
+
+/// Whether `key` exists in `bucket` (HEAD; nothing is downloaded).
+pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool, Error> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+        Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "HeadObject", e))),
+    }
+}
+
+/// Uploads `bytes` to `key`. S3 checks the SHA-256 (base64 of the raw digest) and
+/// refuses a body that arrived damaged; nothing is stored under the key then.
+pub async fn put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    sha256_base64: &str,
+) -> Result<(), Error> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(bytes))
+        .checksum_sha256(sha256_base64)
+        .content_type("application/zip")
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "PutObject", e)))?;
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! `deployer package --env NAME [--out DIR] [--no-upload]`: builds the runtime, makes
+//! the Lambda zip and the router image, and uploads what the account does not have yet.
+//! Writes `artifacts.json` with the stack parameters that pin them (bucket, key, image
+//! digest), for `deployer up` and for anyone deploying the template by other means.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use base64::Engine;
+use miette::{IntoDiagnostic, WrapErr, miette};
+use serde_json::json;
+
+use crate::aws::{self, ecr, s3};
+use crate::cli::{AwsArgs, PackageArgs};
+use crate::commands::bootstrap::{self, Bootstrap};
+use crate::config::{self, Environment};
+use crate::package::build::Workspace;
+use crate::package::push::{self, Destination, Pushed};
+use crate::package::{self, Artifacts};
+
+/// Overrides the registry the image is pushed to (`http://127.0.0.1:5001` for a local
+/// registry; plain HTTP is accepted only for loopback addresses). The stack still
+/// references the bootstrap repository by digest.
+pub const REGISTRY_ENV: &str = "DEPLOYER_REGISTRY_URL";
+
+pub fn run(
+    environments_dir: &Path,
+    aws_args: &AwsArgs,
+    args: &PackageArgs,
+) -> miette::Result<ExitCode> {
+    let env = config::load(environments_dir, &args.env)?;
+    let cwd = std::env::current_dir().into_diagnostic()?;
+    let workspace = Workspace::locate(&cwd)?;
+    let toolchains = package::toolchains(&env)?;
+    let terminal = std::io::stderr().is_terminal();
+    let registry_override = registry_override()?;
+    let result = super::block_on(async {
+        // The bootstrap stack first: finding it missing after minutes of building would
+        // waste them.
+        let clients = if args.no_upload {
+            None
+        } else {
+            let sdk = aws::sdk_config(
+                &env,
+                aws_args.profile.as_deref(),
+                aws_args.region.as_deref(),
+            )
+            .await;
+            let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+            let bootstrap = bootstrap::outputs(&cfn, &env).await?;
+            Some((sdk, bootstrap))
+        };
+        let artifacts = tokio::task::block_in_place(|| {
+            package::package(&env, &workspace, &toolchains, !terminal)
+        })?;
+        if let Some(out) = &args.out {
+            artifacts.write_to(out)?;
+        }
+        let uploaded = match &clients {
+            None => None,
+            Some((sdk, bootstrap)) => {
+                Some(upload(sdk, bootstrap, &artifacts, registry_override.as_ref()).await?)
+            }
+        };
+        Ok::<_, miette::Report>((artifacts, clients.map(|(_, b)| b), uploaded))
+    })??;
+    let (artifacts, bootstrap, uploaded) = result;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace.root.join(".deployer").join(&env.name));
+    let manifest = artifacts_json(&env, &artifacts, bootstrap.as_ref());
+    write_atomic(&dir.join("artifacts.json"), &manifest)?;
+    summary(&artifacts, bootstrap.as_ref(), uploaded.as_ref(), &dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug)]
+struct Uploaded {
+    zip: bool,
+    image: Option<Pushed>,
+}
+
+async fn upload(
+    sdk: &aws_config::SdkConfig,
+    bootstrap: &Bootstrap,
+    artifacts: &Artifacts,
+    registry_override: Option<&(String, bool)>,
+) -> miette::Result<Uploaded> {
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    let key = artifacts.zip.key();
+    let zip = if s3::exists(&s3, &bootstrap.bucket, &key).await? {
+        false
+    } else {
+        let digest = hex_to_bytes(&artifacts.zip.sha256);
+        let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
+        s3::put(
+            &s3,
+            &bootstrap.bucket,
+            &key,
+            artifacts.zip.bytes.clone(),
+            &checksum,
+        )
+        .await?;
+        true
+    };
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    let digest = &artifacts.image.manifest.digest;
+    let image = if registry_override.is_none()
+        && ecr::image_exists(&ecr, &bootstrap.repository, digest).await?
+    {
+        None
+    } else {
+        let login = ecr::login(&ecr).await?;
+        let (registry, insecure) = match registry_override {
+            Some((registry, insecure)) => (registry.clone(), *insecure),
+            None => (
+                login
+                    .endpoint
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_string(),
+                false,
+            ),
+        };
+        let to = Destination {
+            registry,
+            repository: bootstrap.repository.clone(),
+            username: login.username.clone(),
+            password: login.password.clone(),
+            insecure,
+        };
+        Some(push::push(&artifacts.image, &artifacts.image_tag(), &to).await?)
+    };
+    Ok(Uploaded { zip, image })
+}
+
+/// `DEPLOYER_REGISTRY_URL` as (host[:port], plain HTTP allowed).
+fn registry_override() -> miette::Result<Option<(String, bool)>> {
+    let Ok(url) = std::env::var(REGISTRY_ENV) else {
+        return Ok(None);
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| miette!("{REGISTRY_ENV}={url:?} must be a URL such as https://registry.example.com or http://127.0.0.1:5001"))?;
+    let host = rest.trim_end_matches('/');
+    let loopback =
+        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    match scheme {
+        "https" => Ok(Some((host.to_string(), false))),
+        "http" if loopback => Ok(Some((host.to_string(), true))),
+        _ => Err(miette!(
+            "{REGISTRY_ENV}={url:?}: only https, or http to a loopback address, is allowed; image pushes carry credentials"
+        )),
+    }
+}
+
+fn hex_to_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+fn artifacts_json(env: &Environment, a: &Artifacts, bootstrap: Option<&Bootstrap>) -> String {
+    let image = bootstrap.map(|b| format!("{}@{}", b.repository_uri, a.image.manifest.digest));
+    let value = json!({
+        "environment": env.name,
+        "revision": a.revision,
+        "scaler": {
+            "architecture": a.scaler_architecture,
+            "sha256": a.zip.sha256,
+            "size": a.zip.bytes.len(),
+            "bucket": bootstrap.map(|b| b.bucket.clone()),
+            "key": a.zip.key(),
+        },
+        "router": {
+            "architecture": a.router_architecture,
+            "digest": a.image.manifest.digest,
+            "size": a.image.size(),
+            "tag": a.image_tag(),
+            "image": image,
+        },
+        // CloudFormation parameters of the environment's stack; null until uploaded.
+        "parameters": {
+            "ScalerCodeBucket": bootstrap.map(|b| b.bucket.clone()),
+            "ScalerCodeKey": a.zip.key(),
+            "RouterImage": image,
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn write_atomic(path: &Path, text: &str) -> miette::Result<()> {
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    std::fs::create_dir_all(&dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", path.display()))
+}
+
+fn summary(a: &Artifacts, bootstrap: Option<&Bootstrap>, uploaded: Option<&Uploaded>, dir: &Path) {
+    let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
+    let zip_state = match uploaded {
+        None => "not uploaded (--no-upload)".to_string(),
+        Some(u) if u.zip => "uploaded".to_string(),
+        Some(_) => "already uploaded".to_string(),
+    };
+    let image_state = match uploaded.map(|u| &u.image) {
+        None => "not pushed (--no-upload)".to_string(),
+        Some(None) => "already in the repository".to_string(),
+        Some(Some(p)) => format!(
+            "pushed: {} blob(s), {:.1} MiB uploaded, {} already there",
+            p.blobs_uploaded,
+            mib(p.bytes_uploaded),
+            p.blobs_present
+        ),
+    };
+    println!(
+        "scaler: {} ({:.1} MiB zip, {:?}) {zip_state}",
+        a.zip.key(),
+        mib(a.zip.bytes.len()),
+        a.scaler_architecture
+    );
+    let location = bootstrap.map_or_else(
+        || format!("{}@{}", "<repository>", a.image.manifest.digest),
+        |b| format!("{}@{}", b.repository_uri, a.image.manifest.digest),
+    );
+    println!(
+        "router: {location} ({:.1} MiB, {}) {image_state}",
+        mib(a.image.size()),
+        package::oci_architecture(a.router_architecture)
+    );
+    println!("artifacts: {}", dir.join("artifacts.json").display());
+}

@@ -1,0 +1,83 @@
+//! The scaler's Lambda artifact: a zip holding one executable, `bootstrap`, for the
+//! `provided.al2023` runtime.
+//!
+//! The same binary must always give the same bytes, so the upload can be skipped by
+//! content hash and the stack only changes when the code does: one entry, a fixed time
+//! (1980-01-01, the zip epoch), fixed permissions, a fixed compression level.
+
+use std::io::{Cursor, Write};
+
+use sha2::{Digest, Sha256};
+
+/// A built Lambda zip and its content hash.
+#[derive(Debug, Clone)]
+pub struct LambdaZip {
+    pub bytes: Vec<u8>,
+    /// Lower-case hex SHA-256 of `bytes`.
+    pub sha256: String,
+}
+
+impl LambdaZip {
+    /// Zips `binary` as `bootstrap` (mode 0755: Lambda executes it as is).
+    pub fn build(binary: &[u8]) -> Result<Self, zip::result::ZipError> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9))
+            .unix_permissions(0o755)
+            .last_modified_time(zip::DateTime::default());
+        zip.start_file("bootstrap", options)?;
+        zip.write_all(binary)?;
+        let bytes = zip.finish()?.into_inner();
+        let sha256 = hex(&Sha256::digest(&bytes));
+        Ok(LambdaZip { bytes, sha256 })
+    }
+
+    /// The object key under which the zip is stored: its hash, so a key never changes
+    /// meaning and an existing key means the upload is already done.
+    pub fn key(&self) -> String {
+        format!("scaler/{}.zip", self.sha256)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn the_same_binary_gives_the_same_bytes() {
+        let binary = b"\x7fELF not really, but any bytes will do".repeat(1000);
+        let a = LambdaZip::build(&binary).unwrap();
+        let b = LambdaZip::build(&binary).unwrap();
+        assert_eq!(a.bytes, b.bytes);
+        assert_eq!(a.sha256, b.sha256);
+        assert_eq!(a.key(), format!("scaler/{}.zip", a.sha256));
+        let other = LambdaZip::build(b"another binary").unwrap();
+        assert_ne!(other.sha256, a.sha256);
+    }
+
+    #[test]
+    fn it_holds_one_executable_bootstrap() {
+        let binary = b"#!/bin/true\n".repeat(100);
+        let zip = LambdaZip::build(&binary).unwrap();
+        let mut archive = zip::ZipArchive::new(Cursor::new(zip.bytes)).unwrap();
+        assert_eq!(archive.len(), 1);
+        let mut entry = archive.by_index(0).unwrap();
+        assert_eq!(entry.name().unwrap(), "bootstrap");
+        assert_eq!(entry.unix_mode().map(|m| m & 0o777), Some(0o755));
+        assert_eq!(entry.compression(), zip::CompressionMethod::Deflated);
+        let mut contents = Vec::new();
+        entry.read_to_end(&mut contents).unwrap();
+        assert_eq!(contents, binary);
+    }
+}
