@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod local_stack;
+mod package;
 mod router;
 mod scaler;

@@ -9,11 +9,13 @@
 mod cargo_bin;
 mod ganesha;
 mod lambda_api;
+mod registry;
 mod router;
 
 pub use cargo_bin::cargo_bin;
 pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};
+pub use registry::Registry;
 pub use router::{Exited, RouterProcess};
 
 use std::io::{Read, Write};

@@ -7,6 +7,15 @@ use super::{AwsError, Error};
 
 const SERVICE: &str = "S3";
 
+/// The S3 client. A custom endpoint (an S3-compatible server, the local moto) is
+/// addressed path-style: its bucket names do not resolve as host names.
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    Client::from_conf(config)
+}
+
 /// Whether `key` exists in `bucket` (HEAD; nothing is downloaded).
 pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool, Error> {
     match client.head_object().bucket(bucket).key(key).send().await {

@@ -88,7 +88,7 @@ async fn upload(
     artifacts: &Artifacts,
     registry_override: Option<&(String, bool)>,
 ) -> miette::Result<Uploaded> {
-    let s3 = aws_sdk_s3::Client::new(sdk);
+    let s3 = s3::client(sdk);
     let key = artifacts.zip.key();
     let zip = if s3::exists(&s3, &bootstrap.bucket, &key).await? {
         false
@@ -223,10 +223,10 @@ fn summary(a: &Artifacts, bootstrap: Option<&Bootstrap>, uploaded: Option<&Uploa
         ),
     };
     println!(
-        "scaler: {} ({:.1} MiB zip, {:?}) {zip_state}",
+        "scaler: {} ({:.1} MiB zip, {}) {zip_state}",
         a.zip.key(),
         mib(a.zip.bytes.len()),
-        a.scaler_architecture
+        a.scaler_architecture.name()
     );
     let location = bootstrap.map_or_else(
         || format!("{}@{}", "<repository>", a.image.manifest.digest),

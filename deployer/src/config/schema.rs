@@ -200,6 +200,16 @@ pub enum Architecture {
     Arm64,
 }
 
+impl Architecture {
+    /// The name in environment files (and Lambda's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScalingPolicy {

@@ -89,8 +89,9 @@ mod tests {
             check_static(&bytes, other),
             Err(ElfError::WrongArchitecture { .. })
         ));
+        let musl = cfg!(target_env = "musl");
         match check_static(&bytes, host) {
-            Ok(()) => assert!(cfg!(target_env = "musl")),
+            Ok(()) => assert!(musl, "a glibc test binary passed as static"),
             Err(ElfError::Dynamic(loader)) => assert!(loader.contains("ld-"), "{loader}"),
             Err(e) => panic!("{e}"),
         }

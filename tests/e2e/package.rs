@@ -1,0 +1,303 @@
+//! `deployer bootstrap` and `deployer package` end to end: the real static builds, a real
+//! OCI registry (docker-registry, read back with skopeo) and a moto server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use deployer::config::Architecture;
+use deployer::package::elf;
+use harness::{MotoServer, Registry, cargo_bin, find_tool, repo_root};
+
+fn deployer() -> PathBuf {
+    cargo_bin("deployer", "deployer").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the deployer from the repository root (it builds the workspace it is run in).
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(deployer());
+    command.current_dir(repo_root()).args(args);
+    // The setup script's tools (cargo-zigbuild, zig) where the deployer looks for them.
+    let tools = deployer::lint::project_venv()
+        .parent()
+        .map(|home| home.join("tools/bin"))
+        .unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![tools];
+    paths.extend(std::env::split_paths(&path));
+    command.env("PATH", std::env::join_paths(paths).unwrap());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn artifacts(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("artifacts.json")).unwrap()).unwrap()
+}
+
+fn moto_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Two packages of the same source give byte-identical zips and the same image digest;
+/// the zip holds a static x86_64 `bootstrap`; skopeo reads the image layout and finds the
+/// entrypoint, user and architecture.
+#[test]
+fn package_is_reproducible_static_and_readable_by_skopeo() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for dir in &dirs {
+        let out = run(
+            &[
+                "package",
+                "--env",
+                "local",
+                "--no-upload",
+                "--out",
+                dir.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (a, b) = (artifacts(dirs[0].path()), artifacts(dirs[1].path()));
+    assert_eq!(a["scaler"]["sha256"], b["scaler"]["sha256"]);
+    assert_eq!(a["router"]["digest"], b["router"]["digest"]);
+    let key = a["scaler"]["key"].as_str().unwrap();
+    let zip_a = std::fs::read(dirs[0].path().join(key)).unwrap();
+    assert_eq!(zip_a, std::fs::read(dirs[1].path().join(key)).unwrap());
+    assert!(
+        a["parameters"]["RouterImage"].is_null(),
+        "nothing was pushed: {a}"
+    );
+
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_a)).unwrap();
+    let mut bootstrap = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name("bootstrap").unwrap(), &mut bootstrap).unwrap();
+    elf::check_static(&bootstrap, Architecture::X86_64).unwrap();
+
+    let skopeo = find_tool("skopeo").unwrap_or_else(|e| panic!("{e}"));
+    let layout = format!(
+        "oci:{}:{}",
+        dirs[0].path().join("router-image").display(),
+        a["router"]["tag"].as_str().unwrap()
+    );
+    let config = Command::new(&skopeo)
+        .args(["inspect", "--config", &layout])
+        .output()
+        .unwrap();
+    assert!(config.status.success(), "{}", text(&config));
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/efs-router"])
+    );
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.revision"],
+        a["revision"]
+    );
+}
+
+/// Bootstrap in moto (twice: the second run changes nothing), then package: the zip
+/// goes to the artifact bucket and the image to a real registry, pulled back by digest
+/// with skopeo. A second package uploads no blob and puts no object.
+#[test]
+fn bootstrap_then_package_uploads_once() {
+    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::start().unwrap_or_else(|e| panic!("{e}"));
+    let env = moto_env(&moto);
+    let mut env = as_refs(&env);
+
+    // Package before bootstrap: a clear error, before any build.
+    let out = run(&["package", "--env", "local"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bootstrap stack") && stderr.contains("deployer bootstrap --env local"),
+        "{stderr}"
+    );
+
+    let out = run(&["bootstrap", "--env", "local"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ArtifactBucketName"),
+        "{}",
+        text(&out)
+    );
+    let before = requests(&moto);
+    let out = run(&["bootstrap", "--env", "local"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("up to date"),
+        "{}",
+        text(&out)
+    );
+    // DescribeStacks and GetTemplate, nothing else: no write call.
+    assert_eq!(requests(&moto) - before, 2, "{}", moto_log(&moto));
+
+    let registry_url = registry.url();
+    env.push(("DEPLOYER_REGISTRY_URL", registry_url.as_str()));
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_arg = out_dir.path().to_str().unwrap();
+    let out = run(&["package", "--env", "local", "--out", out_arg], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = artifacts(out_dir.path());
+    let digest = a["router"]["digest"].as_str().unwrap();
+    assert_eq!(
+        registry.blob_uploads(),
+        2,
+        "layer and config: {}",
+        registry.log()
+    );
+    assert!(
+        a["parameters"]["RouterImage"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("@{digest}"))
+    );
+    assert!(a["parameters"]["ScalerCodeBucket"].as_str().is_some());
+
+    // Pulled back by digest: the registry holds exactly what was built.
+    let skopeo = find_tool("skopeo").unwrap_or_else(|e| panic!("{e}"));
+    let repository = "efs-autoscaler/router";
+    let inspected = Command::new(&skopeo)
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/{repository}@{digest}", registry.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digest);
+    assert_eq!(inspected["Architecture"], "amd64");
+
+    let puts_before = object_puts(&moto);
+    assert_eq!(puts_before, 1, "the zip was put once:\n{}", moto_log(&moto));
+    let out = run(&["package", "--env", "local"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(registry.blob_uploads(), 2, "a second push uploaded a blob");
+    assert_eq!(object_puts(&moto), 1, "a second package put the zip again");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already uploaded"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A registry that refuses the credentials: exit 1 naming the registry and what to
+/// check, and no artifacts.json pointing at an image that is not there.
+#[test]
+fn a_registry_refusing_credentials_is_a_clear_error() {
+    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::start_with_login("someone", "not-the-ecr-token")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let env = moto_env(&moto);
+    let mut env = as_refs(&env);
+    let out = run(&["bootstrap", "--env", "local"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let registry_url = registry.url();
+    env.push(("DEPLOYER_REGISTRY_URL", registry_url.as_str()));
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "package",
+            "--env",
+            "local",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused the credentials") && stderr.contains(&registry.host()),
+        "{stderr}"
+    );
+    assert!(!out_dir.path().join("artifacts.json").exists());
+    assert_eq!(registry.blob_uploads(), 0);
+}
+
+/// Cross-building without cargo-zigbuild and zig names both and how to install them,
+/// before compiling anything.
+#[test]
+fn a_missing_cross_toolchain_is_named_with_its_install_command() {
+    let envs = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), envs.path().join(entry.file_name())).unwrap();
+    }
+    let local = envs.path().join("local.yaml");
+    let mut yaml = std::fs::read_to_string(&local).unwrap();
+    yaml = yaml.replacen("service:\n", "service:\n  architecture: arm64\n", 1);
+    std::fs::write(&local, yaml).unwrap();
+    // Only cargo and rustc: the directory of the cargo running this test.
+    let cargo = std::env::var("CARGO").unwrap();
+    let cargo_dir = Path::new(&cargo)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut command = Command::new(deployer());
+    let out = command
+        .current_dir(repo_root())
+        .args(["--environments-dir", envs.path().to_str().unwrap()])
+        .args(["package", "--env", "local", "--no-upload"])
+        .env("PATH", format!("{cargo_dir}:/usr/bin:/bin"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if Path::new("/usr/bin/zig").exists() {
+        return; // a system zig: only cargo-zigbuild can be missing
+    }
+    assert!(
+        stderr.contains("aarch64-unknown-linux-musl")
+            && stderr.contains("cargo install --locked cargo-zigbuild")
+            && stderr.contains("ziglang"),
+        "{stderr}"
+    );
+}
+
+fn moto_log(moto: &MotoServer) -> String {
+    std::fs::read_to_string(moto.log_path()).unwrap_or_default()
+}
+
+/// S3 object PUTs seen by moto (its access log).
+fn object_puts(moto: &MotoServer) -> usize {
+    moto_log(moto)
+        .lines()
+        .filter(|l| l.contains("\"PUT /") && l.contains(".zip"))
+        .count()
+}
+
+/// Requests moto has answered: every CloudFormation call is one POST to `/`.
+fn requests(moto: &MotoServer) -> usize {
+    moto_log(moto)
+        .lines()
+        .filter(|l| l.contains("\"POST / ") || l.contains("\"PUT /") || l.contains("\"DELETE /"))
+        .count()
+}
