@@ -59,14 +59,7 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<Stack>, Erro
                 .collect(),
         })),
         // CloudFormation says "Stack with id NAME does not exist" as a ValidationError.
-        Err(e)
-            if e.as_service_error().is_some_and(|e| {
-                aws_sdk_cloudformation::error::ProvideErrorMetadata::message(e)
-                    .is_some_and(|m| m.contains("does not exist"))
-            }) =>
-        {
-            Ok(None)
-        }
+        Err(e) if says(&e, "does not exist") => Ok(None),
         Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "DescribeStacks", e))),
     }
 }
@@ -81,6 +74,17 @@ pub async fn template(client: &Client, name: &str) -> Result<String, Error> {
         .await
         .map_err(|e| Error(AwsError::from_sdk(SERVICE, "GetTemplate", e)))?;
     Ok(out.template_body().unwrap_or_default().to_string())
+}
+
+/// Whether CloudFormation's error message contains `text`: it reports a missing stack and
+/// an empty update only as a ValidationError with a message.
+fn says<E, R>(e: &aws_sdk_cloudformation::error::SdkError<E, R>, text: &str) -> bool
+where
+    E: aws_sdk_cloudformation::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|e| e.message())
+        .is_some_and(|m| m.contains(text))
 }
 
 fn tags(tags: &[(String, String)]) -> Vec<Tag> {
@@ -124,14 +128,7 @@ pub async fn update(
         .await
     {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error().is_some_and(|e| {
-                aws_sdk_cloudformation::error::ProvideErrorMetadata::message(e)
-                    .is_some_and(|m| m.contains("No updates are to be performed"))
-            }) =>
-        {
-            Ok(false)
-        }
+        Err(e) if says(&e, "No updates are to be performed") => Ok(false),
         Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "UpdateStack", e))),
     }
 }
