@@ -244,11 +244,7 @@ fn a_registry_refusing_credentials_is_a_clear_error() {
 /// before compiling anything.
 #[test]
 fn a_missing_cross_toolchain_is_named_with_its_install_command() {
-    let envs = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), envs.path().join(entry.file_name())).unwrap();
-    }
+    let envs = environments_copy();
     let local = envs.path().join("local.yaml");
     let mut yaml = std::fs::read_to_string(&local).unwrap();
     yaml = yaml.replacen("service:\n", "service:\n  architecture: arm64\n", 1);
@@ -282,6 +278,16 @@ fn a_missing_cross_toolchain_is_named_with_its_install_command() {
     );
 }
 
+/// A copy of the repository's environments to edit.
+fn environments_copy() -> tempfile::TempDir {
+    let envs = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), envs.path().join(entry.file_name())).unwrap();
+    }
+    envs
+}
+
 fn moto_log(moto: &MotoServer) -> String {
     std::fs::read_to_string(moto.log_path()).unwrap_or_default()
 }
@@ -300,4 +306,37 @@ fn requests(moto: &MotoServer) -> usize {
         .lines()
         .filter(|l| l.contains("\"POST / ") || l.contains("\"PUT /") || l.contains("\"DELETE /"))
         .count()
+}
+
+/// An architecture neither Lambda nor Fargate runs: a configuration error naming the
+/// file, the key and the allowed values, before any build or AWS call.
+#[test]
+fn an_unknown_architecture_is_a_configuration_error() {
+    let envs = environments_copy();
+    let local = envs.path().join("local.yaml");
+    let yaml = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(
+        &local,
+        yaml.replacen("service:\n", "service:\n  architecture: sparc\n", 1),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "--environments-dir",
+            envs.path().to_str().unwrap(),
+            "package",
+            "--env",
+            "local",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("local.yaml")
+            && stderr.contains("service.architecture")
+            && stderr.contains("x86_64")
+            && stderr.contains("arm64"),
+        "{stderr}"
+    );
 }
