@@ -49,20 +49,19 @@ pub fn project_venv() -> PathBuf {
     cache.join("efs-autoscaler").join("venv")
 }
 
+/// The first executable named `tool` on PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| is_executable(p))
+}
+
 /// Finds an executable on PATH, then in the project virtualenv.
 pub fn find(tool: &'static str, pin: &'static str) -> Result<PathBuf, Error> {
     let venv = project_venv();
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(tool))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(std::iter::once(venv.join("bin").join(tool)))
-        .find(|p| is_executable(p))
+    which(tool)
+        .or_else(|| Some(venv.join("bin").join(tool)).filter(|p| is_executable(p)))
         .ok_or_else(|| Error::Missing {
             tool,
             pin,

@@ -4,10 +4,9 @@
 //! digest), for `deployer up` and for anyone deploying the template by other means.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use base64::Engine;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::json;
 
@@ -70,9 +69,16 @@ pub fn run(
         .out
         .clone()
         .unwrap_or_else(|| workspace.root.join(".deployer").join(&env.name));
-    let manifest = artifacts_json(&env, &artifacts, bootstrap.as_ref());
-    write_atomic(&dir.join("artifacts.json"), &manifest)?;
-    summary(&artifacts, bootstrap.as_ref(), uploaded.as_ref(), &dir);
+    // The reference the stack pins: the bootstrap repository, by digest.
+    let image = bootstrap
+        .as_ref()
+        .map(|b| format!("{}@{}", b.repository_uri, artifacts.image.manifest.digest));
+    let path = dir.join("artifacts.json");
+    let manifest = artifacts_json(&env, &artifacts, bootstrap.as_ref(), image.as_deref());
+    crate::files::write_atomic(&path, manifest.as_bytes())
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    summary(&artifacts, image.as_deref(), uploaded.as_ref(), &path);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -93,14 +99,12 @@ async fn upload(
     let zip = if s3::exists(&s3, &bootstrap.bucket, &key).await? {
         false
     } else {
-        let digest = hex_to_bytes(&artifacts.zip.sha256);
-        let checksum = base64::engine::general_purpose::STANDARD.encode(digest);
         s3::put(
             &s3,
             &bootstrap.bucket,
             &key,
             artifacts.zip.bytes.clone(),
-            &checksum,
+            &artifacts.zip.sha256_base64(),
         )
         .await?;
         true
@@ -156,20 +160,18 @@ fn registry_override() -> miette::Result<Option<(String, bool)>> {
     }
 }
 
-fn hex_to_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect()
-}
-
-fn artifacts_json(env: &Environment, a: &Artifacts, bootstrap: Option<&Bootstrap>) -> String {
-    let image = bootstrap.map(|b| format!("{}@{}", b.repository_uri, a.image.manifest.digest));
+fn artifacts_json(
+    env: &Environment,
+    a: &Artifacts,
+    bootstrap: Option<&Bootstrap>,
+    image: Option<&str>,
+) -> String {
     let value = json!({
         "environment": env.name,
         "revision": a.revision,
         "scaler": {
             "architecture": a.scaler_architecture,
-            "sha256": a.zip.sha256,
+            "sha256": a.zip.sha256(),
             "size": a.zip.bytes.len(),
             "bucket": bootstrap.map(|b| b.bucket.clone()),
             "key": a.zip.key(),
@@ -193,19 +195,7 @@ fn artifacts_json(env: &Environment, a: &Artifacts, bootstrap: Option<&Bootstrap
     text
 }
 
-fn write_atomic(path: &Path, text: &str) -> miette::Result<()> {
-    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-    std::fs::create_dir_all(&dir)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", path.display()))
-}
-
-fn summary(a: &Artifacts, bootstrap: Option<&Bootstrap>, uploaded: Option<&Uploaded>, dir: &Path) {
+fn summary(a: &Artifacts, image: Option<&str>, uploaded: Option<&Uploaded>, manifest: &Path) {
     let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
     let zip_state = match uploaded {
         None => "not uploaded (--no-upload)".to_string(),
@@ -228,14 +218,14 @@ fn summary(a: &Artifacts, bootstrap: Option<&Bootstrap>, uploaded: Option<&Uploa
         mib(a.zip.bytes.len()),
         a.scaler_architecture.name()
     );
-    let location = bootstrap.map_or_else(
-        || format!("{}@{}", "<repository>", a.image.manifest.digest),
-        |b| format!("{}@{}", b.repository_uri, a.image.manifest.digest),
+    let location = image.map_or_else(
+        || format!("<repository>@{}", a.image.manifest.digest),
+        str::to_string,
     );
     println!(
         "router: {location} ({:.1} MiB, {}) {image_state}",
         mib(a.image.size()),
         package::oci_architecture(a.router_architecture)
     );
-    println!("artifacts: {}", dir.join("artifacts.json").display());
+    println!("artifacts: {}", manifest.display());
 }

@@ -34,14 +34,9 @@ pub fn run(environments_dir: &Path, args: &RenderArgs) -> miette::Result<ExitCod
 /// Writes each file through a temporary name and a rename, so an interrupted render never
 /// leaves a half-written template behind.
 pub fn write_all(dir: &Path, rendered: &Rendered) -> miette::Result<()> {
-    std::fs::create_dir_all(dir)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot create output directory {}", dir.display()))?;
     for (name, text) in rendered.files() {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        crate::files::write_atomic(&path, text.as_bytes())
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot write {}", path.display()))?;
     }

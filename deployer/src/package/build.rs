@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::schema::Architecture;
+use crate::lint::which;
 
 /// The package holding the runtime binaries.
 pub const RUNTIME_PACKAGE: &str = "efs-autoscaler-runtime";
@@ -140,14 +141,6 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
-/// Finds `program` on PATH.
-fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
 /// Picks the toolchain for `arch` on this machine, or says exactly what is missing and
 /// how to install it.
 pub fn toolchain(arch: Architecture) -> Result<Toolchain, BuildError> {
@@ -169,20 +162,16 @@ pub fn toolchain(arch: Architecture) -> Result<Toolchain, BuildError> {
         Architecture::X86_64 => cfg!(target_arch = "x86_64"),
         Architecture::Arm64 => cfg!(target_arch = "aarch64"),
     };
-    let zig = on_path("cargo-zigbuild").is_some() && on_path("zig").is_some();
-    if native && on_path("musl-gcc").is_some() {
+    if native && which("musl-gcc").is_some() {
         return Ok(Toolchain::Cargo);
     }
-    if zig {
+    let (zigbuild, zig) = (which("cargo-zigbuild").is_some(), which("zig").is_some());
+    if zigbuild && zig {
         return Ok(Toolchain::Zigbuild);
     }
     let missing: Vec<&str> = [
-        on_path("cargo-zigbuild")
-            .is_none()
-            .then_some("cargo-zigbuild (`cargo install --locked cargo-zigbuild`)"),
-        on_path("zig")
-            .is_none()
-            .then_some("zig (`pip install ziglang`, then put its bin directory on PATH)"),
+        (!zigbuild).then_some("cargo-zigbuild (`cargo install --locked cargo-zigbuild`)"),
+        (!zig).then_some("zig (`pip install ziglang`, then put its bin directory on PATH)"),
     ]
     .into_iter()
     .flatten()

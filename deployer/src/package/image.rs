@@ -12,7 +12,7 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::lambda_zip::hex;
+use super::hex;
 
 /// The image contract with the task definition (templates/partials/service.yaml.hbs).
 pub const BINARY_PATH: &str = "usr/local/bin/efs-router";

@@ -7,14 +7,17 @@
 
 use std::io::{Cursor, Write};
 
+use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use super::hex;
 
 /// A built Lambda zip and its content hash.
 #[derive(Debug, Clone)]
 pub struct LambdaZip {
     pub bytes: Vec<u8>,
-    /// Lower-case hex SHA-256 of `bytes`.
-    pub sha256: String,
+    /// SHA-256 of `bytes`.
+    pub digest: [u8; 32],
 }
 
 impl LambdaZip {
@@ -29,23 +32,25 @@ impl LambdaZip {
         zip.start_file("bootstrap", options)?;
         zip.write_all(binary)?;
         let bytes = zip.finish()?.into_inner();
-        let sha256 = hex(&Sha256::digest(&bytes));
-        Ok(LambdaZip { bytes, sha256 })
+        let digest = Sha256::digest(&bytes).into();
+        Ok(LambdaZip { bytes, digest })
+    }
+
+    /// The digest in lower-case hex.
+    pub fn sha256(&self) -> String {
+        hex(&self.digest)
+    }
+
+    /// The digest in base64, as S3 checks it (`x-amz-checksum-sha256`).
+    pub fn sha256_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.digest)
     }
 
     /// The object key under which the zip is stored: its hash, so a key never changes
     /// meaning and an existing key means the upload is already done.
     pub fn key(&self) -> String {
-        format!("scaler/{}.zip", self.sha256)
+        format!("scaler/{}.zip", self.sha256())
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
@@ -60,10 +65,11 @@ mod tests {
         let a = LambdaZip::build(&binary).unwrap();
         let b = LambdaZip::build(&binary).unwrap();
         assert_eq!(a.bytes, b.bytes);
-        assert_eq!(a.sha256, b.sha256);
-        assert_eq!(a.key(), format!("scaler/{}.zip", a.sha256));
+        assert_eq!(a.digest, b.digest);
+        assert_eq!(a.key(), format!("scaler/{}.zip", a.sha256()));
+        assert_eq!(a.sha256(), hex(&Sha256::digest(&a.bytes)));
         let other = LambdaZip::build(b"another binary").unwrap();
-        assert_ne!(other.sha256, a.sha256);
+        assert_ne!(other.digest, a.digest);
     }
 
     #[test]

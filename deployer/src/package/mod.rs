@@ -69,13 +69,7 @@ impl Artifacts {
             move |source| PackageError::Io { what, path, source }
         };
         let zip_path = dir.join(self.zip.key());
-        if let Some(parent) = zip_path.parent() {
-            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-        }
-        let tmp = zip_path.with_extension("zip.tmp");
-        std::fs::write(&tmp, &self.zip.bytes)
-            .and_then(|()| std::fs::rename(&tmp, &zip_path))
-            .map_err(io("write", &zip_path))?;
+        crate::files::write_atomic(&zip_path, &self.zip.bytes).map_err(io("write", &zip_path))?;
         let layout = dir.join("router-image");
         let tmp = dir.join(".router-image.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
@@ -86,6 +80,15 @@ impl Artifacts {
         std::fs::rename(&tmp, &layout).map_err(io("write", &layout))?;
         Ok(())
     }
+}
+
+/// Lower-case hex, as digests are written.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 pub fn oci_architecture(arch: Architecture) -> &'static str {

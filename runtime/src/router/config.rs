@@ -114,7 +114,7 @@ impl ServeArgs {
 
     /// Large blocks the process may keep, in use and cached together (see
     /// `router::alloc`): the transfer budget plus room for each NFS connection's 1 MiB
-    /// reader and the HTTP connections' read buffers.
+    /// reader.
     pub fn recycling_limit(&self) -> usize {
         self.transfer_budget().saturating_add(8 << 20)
     }
