@@ -12,4 +12,5 @@ pub mod config;
 pub mod files;
 pub mod lint;
 pub mod package;
+pub mod progress;
 pub mod render;

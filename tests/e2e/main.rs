@@ -4,7 +4,9 @@
 // Tests fail by panicking; unwrap/expect here are assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod local_stack;
 mod package;
+mod replayed;
 mod router;
 mod scaler;

@@ -1,44 +1,14 @@
 //! `deployer bootstrap` and `deployer package` end to end: the real static builds, a real
 //! OCI registry (docker-registry, read back with skopeo) and a moto server.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use deployer::config::Architecture;
 use deployer::package::elf;
-use harness::{MotoServer, Registry, cargo_bin, find_tool, repo_root};
+use harness::{MotoServer, Registry, find_tool, repo_root};
 
-fn deployer() -> PathBuf {
-    cargo_bin("deployer", "deployer").unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs the deployer from the repository root (it builds the workspace it is run in).
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(deployer());
-    command.current_dir(repo_root()).args(args);
-    // The setup script's tools (cargo-zigbuild, zig) where the deployer looks for them.
-    let tools = deployer::lint::project_venv()
-        .parent()
-        .map(|home| home.join("tools/bin"))
-        .unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![tools];
-    paths.extend(std::env::split_paths(&path));
-    command.env("PATH", std::env::join_paths(paths).unwrap());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use crate::cli::{as_refs, deployer, run, text};
 
 fn artifacts(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("artifacts.json")).unwrap()).unwrap()
@@ -51,10 +21,6 @@ fn moto_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
     ]
-}
-
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// Two packages of the same source give byte-identical zips and the same image digest;
@@ -88,23 +54,8 @@ fn package_is_reproducible_static_and_readable_by_skopeo() {
         "nothing was pushed: {a}"
     );
 
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_a)).unwrap();
-    let mut bootstrap = Vec::new();
-    std::io::Read::read_to_end(&mut archive.by_name("bootstrap").unwrap(), &mut bootstrap).unwrap();
-    elf::check_static(&bootstrap, Architecture::X86_64).unwrap();
-
-    let skopeo = find_tool("skopeo").unwrap_or_else(|e| panic!("{e}"));
-    let layout = format!(
-        "oci:{}:{}",
-        dirs[0].path().join("router-image").display(),
-        a["router"]["tag"].as_str().unwrap()
-    );
-    let config = Command::new(&skopeo)
-        .args(["inspect", "--config", &layout])
-        .output()
-        .unwrap();
-    assert!(config.status.success(), "{}", text(&config));
-    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    elf::check_static(&bootstrap_of(&zip_a), Architecture::X86_64).unwrap();
+    let config = image_config(dirs[0].path(), &a);
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["os"], "linux");
     assert_eq!(config["config"]["User"], "65532:65532");
@@ -115,6 +66,71 @@ fn package_is_reproducible_static_and_readable_by_skopeo() {
     assert_eq!(
         config["config"]["Labels"]["org.opencontainers.image.revision"],
         a["revision"]
+    );
+}
+
+/// The `bootstrap` executable in a Lambda zip.
+fn bootstrap_of(zip: &[u8]) -> Vec<u8> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut bootstrap = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name("bootstrap").unwrap(), &mut bootstrap).unwrap();
+    bootstrap
+}
+
+/// The image config of the OCI layout `package --out DIR` wrote, as skopeo reads it.
+fn image_config(dir: &Path, artifacts: &serde_json::Value) -> serde_json::Value {
+    let skopeo = find_tool("skopeo").unwrap_or_else(|e| panic!("{e}"));
+    let layout = format!(
+        "oci:{}:{}",
+        dir.join("router-image").display(),
+        artifacts["router"]["tag"].as_str().unwrap()
+    );
+    let config = Command::new(&skopeo)
+        .args(["inspect", "--config", &layout])
+        .output()
+        .unwrap();
+    assert!(config.status.success(), "{}", text(&config));
+    serde_json::from_slice(&config.stdout).unwrap()
+}
+
+/// Cross-built for arm64 (cargo-zigbuild on this x86_64 machine): the zip's `bootstrap`
+/// is a static aarch64 executable and the image says arm64.
+#[test]
+fn package_cross_builds_arm64() {
+    let envs = environments_copy();
+    let local = envs.path().join("local.yaml");
+    let yaml = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(
+        &local,
+        yaml.replacen("service:\n", "service:\n  architecture: arm64\n", 1)
+            + "\nscaler:\n  architecture: arm64\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "--environments-dir",
+            envs.path().to_str().unwrap(),
+            "package",
+            "--env",
+            "local",
+            "--no-upload",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let a = artifacts(dir.path());
+    assert_eq!(a["scaler"]["architecture"], "arm64");
+    let zip = std::fs::read(dir.path().join(a["scaler"]["key"].as_str().unwrap())).unwrap();
+    elf::check_static(&bootstrap_of(&zip), Architecture::Arm64).unwrap();
+    let config = image_config(dir.path(), &a);
+    assert_eq!(config["architecture"], "arm64");
+    assert_eq!(config["os"], "linux");
+    assert!(
+        a["router"]["tag"].as_str().unwrap().starts_with("arm64-"),
+        "{a}"
     );
 }
 

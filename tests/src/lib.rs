@@ -2,16 +2,19 @@
 //!
 //! A moto server (the local AWS endpoint) on a free loopback port, a stand-in for the
 //! Lambda Runtime API, nfs-ganesha NFS servers on loopback addresses, the router as a
-//! child process, and workspace binaries built on demand. Later issues add a container
-//! registry. A component that is missing is an error naming
+//! child process, a container registry, workspace binaries built on demand, and an AWS
+//! endpoint answering with scripted responses for what moto cannot show. A component
+//! that is missing is an error naming
 //! the command that installs it; tests never skip silently.
 
+pub mod aws_replay;
 mod cargo_bin;
 mod ganesha;
 mod lambda_api;
 mod registry;
 mod router;
 
+pub use aws_replay::{AwsReplay, Reply};
 pub use cargo_bin::cargo_bin;
 pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};

@@ -44,28 +44,34 @@ use crate::config::Environment;
 /// The SDK configuration for an environment: credentials from the standard chain
 /// (profiles, SSO, `credential_process`, instance roles), the environment's region
 /// unless `region` overrides it, and its `endpoint_url` (the local environment's moto
-/// server) unless `AWS_ENDPOINT_URL` is set. Throttling is retried with backoff.
+/// server) unless `AWS_ENDPOINT_URL` is set. Throttling is retried with backoff: up to
+/// 8 attempts, unless `AWS_MAX_ATTEMPTS` or `AWS_RETRY_MODE` is set: then the SDK
+/// resolves retries from the environment as every AWS tool does.
 pub async fn sdk_config(
     env: &Environment,
     profile: Option<&str>,
     region: Option<&str>,
 ) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(
-            region.map_or_else(|| env.config.region.clone(), str::to_string),
-        ))
-        .retry_config(
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(
+        region.map_or_else(|| env.config.region.clone(), str::to_string),
+    ));
+    let user_chose_retries = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !user_chose_retries {
+        loader = loader.retry_config(
             RetryConfig::standard()
                 .with_max_attempts(8)
                 .with_initial_backoff(Duration::from_millis(250))
                 .with_max_backoff(Duration::from_secs(10)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(60))
-                .build(),
         );
+    }
+    loader = loader.timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build(),
+    );
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }

@@ -93,7 +93,26 @@ pub async fn deploy(
             f.logical_id, f.resource_type, f.status, f.reason
         ));
     }
+    report.push('\n');
+    report.push_str(&after_failure(&name, &stack.status, &env.name));
     Err(miette!("{report}"))
+}
+
+/// What to do after a failed create or update, by the state CloudFormation left.
+fn after_failure(stack: &str, status: &str, env: &str) -> String {
+    let again = format!("run `deployer bootstrap --env {env}` again");
+    match status {
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" => format!(
+            "Nothing was kept. Fix the cause above, delete the stack (`aws cloudformation delete-stack --stack-name {stack}`) and {again}."
+        ),
+        "UPDATE_ROLLBACK_COMPLETE" => format!(
+            "The stack is back at its previous version and still usable. Fix the cause above and {again}."
+        ),
+        "UPDATE_ROLLBACK_FAILED" => format!(
+            "The rollback itself failed. Fix the resources named above, then `aws cloudformation continue-update-rollback --stack-name {stack}`, and {again}."
+        ),
+        _ => format!("Fix the cause above and {again}."),
+    }
 }
 
 /// The bootstrap stack's bucket and repository, for commands that upload; a clear error

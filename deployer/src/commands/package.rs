@@ -3,7 +3,6 @@
 //! Writes `artifacts.json` with the stack parameters that pin them (bucket, key, image
 //! digest), for `deployer up` and for anyone deploying the template by other means.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,8 +14,9 @@ use crate::cli::{AwsArgs, PackageArgs};
 use crate::commands::bootstrap::{self, Bootstrap};
 use crate::config::{self, Environment};
 use crate::package::build::Workspace;
-use crate::package::push::{self, Destination, Pushed};
+use crate::package::push::{Destination, Registry};
 use crate::package::{self, Artifacts};
+use crate::progress::Progress;
 
 /// Overrides the registry the image is pushed to (`http://127.0.0.1:5001` for a local
 /// registry; plain HTTP is accepted only for loopback addresses). The stack still
@@ -32,7 +32,7 @@ pub fn run(
     let cwd = std::env::current_dir().into_diagnostic()?;
     let workspace = Workspace::locate(&cwd)?;
     let toolchains = package::toolchains(&env)?;
-    let terminal = std::io::stderr().is_terminal();
+    let progress = Progress::stderr();
     let registry_override = registry_override()?;
     let result = super::block_on(async {
         // The bootstrap stack first: finding it missing after minutes of building would
@@ -51,16 +51,23 @@ pub fn run(
             Some((sdk, bootstrap))
         };
         let artifacts = tokio::task::block_in_place(|| {
-            package::package(&env, &workspace, &toolchains, !terminal)
+            package::package(&env, &workspace, &toolchains, &progress)
         })?;
         if let Some(out) = &args.out {
             artifacts.write_to(out)?;
         }
         let uploaded = match &clients {
             None => None,
-            Some((sdk, bootstrap)) => {
-                Some(upload(sdk, bootstrap, &artifacts, registry_override.as_ref()).await?)
-            }
+            Some((sdk, bootstrap)) => Some(
+                upload(
+                    sdk,
+                    bootstrap,
+                    &artifacts,
+                    registry_override.as_ref(),
+                    &progress,
+                )
+                .await?,
+            ),
         };
         Ok::<_, miette::Report>((artifacts, clients.map(|(_, b)| b), uploaded))
     })??;
@@ -82,37 +89,39 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What an upload did.
 #[derive(Debug)]
 struct Uploaded {
+    /// Whether the zip was put (false: the bucket had it).
     zip: bool,
+    /// None when the repository had the image already.
     image: Option<Pushed>,
 }
 
+#[derive(Debug)]
+struct Pushed {
+    blobs_uploaded: usize,
+    bytes_uploaded: usize,
+    blobs_present: usize,
+}
+
+/// Finds what the account lacks, then uploads only that: the zip to S3, the image's
+/// missing blobs and then its manifest to the registry. Checking everything first gives
+/// the progress bar its total.
 async fn upload(
     sdk: &aws_config::SdkConfig,
     bootstrap: &Bootstrap,
     artifacts: &Artifacts,
     registry_override: Option<&(String, bool)>,
+    progress: &Progress,
 ) -> miette::Result<Uploaded> {
     let s3 = s3::client(sdk);
     let key = artifacts.zip.key();
-    let zip = if s3::exists(&s3, &bootstrap.bucket, &key).await? {
-        false
-    } else {
-        s3::put(
-            &s3,
-            &bootstrap.bucket,
-            &key,
-            artifacts.zip.bytes.clone(),
-            &artifacts.zip.sha256_base64(),
-        )
-        .await?;
-        true
-    };
+    let put_zip = !s3::exists(&s3, &bootstrap.bucket, &key).await?;
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    let digest = &artifacts.image.manifest.digest;
-    let image = if registry_override.is_none()
-        && ecr::image_exists(&ecr, &bootstrap.repository, digest).await?
+    let image = &artifacts.image;
+    let registry = if registry_override.is_none()
+        && ecr::image_exists(&ecr, &bootstrap.repository, &image.manifest.digest).await?
     {
         None
     } else {
@@ -128,16 +137,64 @@ async fn upload(
                 false,
             ),
         };
-        let to = Destination {
-            registry,
-            repository: bootstrap.repository.clone(),
-            username: login.username.clone(),
-            password: login.password.clone(),
-            insecure,
-        };
-        Some(push::push(&artifacts.image, &artifacts.image_tag(), &to).await?)
+        Some(
+            Registry::connect(Destination {
+                registry,
+                repository: bootstrap.repository.clone(),
+                username: login.username.clone(),
+                password: login.password.clone(),
+                insecure,
+            })
+            .await,
+        )
     };
-    Ok(Uploaded { zip, image })
+    let blobs = match &registry {
+        Some(registry) => registry.missing(image).await?,
+        None => Vec::new(),
+    };
+    let total = if put_zip {
+        artifacts.zip.bytes.len()
+    } else {
+        0
+    } + blobs.iter().map(|b| b.bytes.len()).sum::<usize>()
+        + if registry.is_some() {
+            image.manifest.bytes.len()
+        } else {
+            0
+        };
+    let bar = progress.bytes("uploading", total as u64);
+    if put_zip {
+        s3::put(
+            &s3,
+            &bootstrap.bucket,
+            &key,
+            artifacts.zip.bytes.clone(),
+            &artifacts.zip.sha256_base64(),
+        )
+        .await?;
+        bar.inc(artifacts.zip.bytes.len() as u64);
+    }
+    let pushed = match &registry {
+        None => None,
+        Some(registry) => {
+            for blob in &blobs {
+                registry.upload(image, blob).await?;
+                bar.inc(blob.bytes.len() as u64);
+            }
+            registry.tag(image, &artifacts.image_tag()).await?;
+            bar.inc(image.manifest.bytes.len() as u64);
+            Some(Pushed {
+                blobs_uploaded: blobs.len(),
+                bytes_uploaded: blobs.iter().map(|b| b.bytes.len()).sum(),
+                blobs_present: image.blobs().len() - blobs.len(),
+            })
+        }
+    };
+    bar.finish_and_clear();
+    Ok(Uploaded {
+        zip: put_zip,
+        image: pushed,
+    })
 }
 
 /// `DEPLOYER_REGISTRY_URL` as (host[:port], plain HTTP allowed).

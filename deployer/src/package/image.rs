@@ -123,6 +123,11 @@ impl Image {
         })
     }
 
+    /// The blobs the manifest names.
+    pub fn blobs(&self) -> [&Blob; 2] {
+        [&self.layer, &self.config]
+    }
+
     /// Bytes a registry stores for the image (what `docker pull` downloads).
     pub fn size(&self) -> usize {
         self.layer.bytes.len() + self.config.bytes.len() + self.manifest.bytes.len()

@@ -15,6 +15,7 @@ pub mod push;
 use std::path::Path;
 
 use crate::config::{Architecture, Environment};
+use crate::progress::Progress;
 use build::{BuildError, Toolchain, Workspace};
 use image::{Image, ImageMeta};
 use lambda_zip::LambdaZip;
@@ -112,12 +113,12 @@ pub fn toolchains(env: &Environment) -> Result<Vec<(Architecture, Toolchain)>, P
 }
 
 /// Builds the binaries of `env` (already-built ones are up to date in seconds) and the
-/// artifacts from them. `quiet` hides the compiler's progress.
+/// artifacts from them. The compiler shows its own progress when `progress` is visible.
 pub fn package(
     env: &Environment,
     workspace: &Workspace,
     toolchains: &[(Architecture, Toolchain)],
-    quiet: bool,
+    progress: &Progress,
 ) -> Result<Artifacts, PackageError> {
     let scaler_arch = env.config.scaler.architecture;
     let router_arch = env.config.service.architecture;
@@ -129,8 +130,14 @@ pub fn package(
         .into_iter()
         .flatten()
         .collect();
-        build::build(workspace, *arch, toolchain, &bins, quiet)?;
+        progress.step(&format!(
+            "building {} for {}",
+            bins.join(", "),
+            build::rust_target(*arch)
+        ));
+        build::build(workspace, *arch, toolchain, &bins, !progress.visible())?;
     }
+    let spinner = progress.spinner("making the Lambda zip and the router image");
     let scaler = read_binary(workspace, scaler_arch, SCALER_BIN)?;
     let router = read_binary(workspace, router_arch, ROUTER_BIN)?;
     let revision = workspace.revision();
@@ -149,6 +156,7 @@ pub fn package(
             .to_string(),
         source,
     })?;
+    spinner.finish_and_clear();
     Ok(Artifacts {
         zip,
         scaler_architecture: scaler_arch,

@@ -6,7 +6,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use super::image::Image;
+use super::image::{Blob, Image};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PushError {
@@ -23,17 +23,9 @@ pub enum PushError {
     },
 }
 
-/// What a push did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pushed {
-    pub blobs_uploaded: usize,
-    pub bytes_uploaded: usize,
-    pub blobs_present: usize,
-}
-
 /// Where to push: `registry` is `HOST[:PORT]`; `insecure` allows plain HTTP (a loopback
 /// registry for tests).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Destination {
     pub registry: String,
     pub repository: String,
@@ -42,70 +34,137 @@ pub struct Destination {
     pub insecure: bool,
 }
 
-pub async fn push(image: &Image, tag: &str, to: &Destination) -> Result<Pushed, PushError> {
-    let protocol = if to.insecure {
-        ClientProtocol::HttpsExcept(vec![to.registry.clone()])
-    } else {
-        ClientProtocol::Https
-    };
-    let client = Client::new(ClientConfig {
-        protocol,
-        ..Default::default()
-    });
-    let auth = RegistryAuth::Basic(to.username.clone(), to.password.clone());
-    let failed = |e: oci_client::errors::OciDistributionError| {
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("registry", &self.registry)
+            .field("repository", &self.repository)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+/// A logged-in registry client for one repository. A push is planned first
+/// ([`Registry::missing`]), so progress knows how many bytes will go, then done blob by
+/// blob; the manifest goes last, so a failed push leaves no image that names a blob the
+/// registry lacks.
+pub struct Registry {
+    client: Client,
+    to: Destination,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    pub async fn connect(to: Destination) -> Registry {
+        let protocol = if to.insecure {
+            ClientProtocol::HttpsExcept(vec![to.registry.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        });
+        let auth = RegistryAuth::Basic(to.username.clone(), to.password.clone());
+        client.store_auth_if_needed(&to.registry, &auth).await;
+        Registry { client, to }
+    }
+
+    /// The image's blobs the repository does not hold yet.
+    pub async fn missing<'a>(&self, image: &'a Image) -> Result<Vec<&'a Blob>, PushError> {
+        let reference = self.by_digest(image);
+        let mut missing = Vec::new();
+        for blob in image.blobs() {
+            let present = self
+                .client
+                .blob_exists(&reference, &blob.digest)
+                .await
+                .map_err(|e| self.failed(e))?;
+            if !present {
+                missing.push(blob);
+            }
+        }
+        Ok(missing)
+    }
+
+    pub async fn upload(&self, image: &Image, blob: &Blob) -> Result<(), PushError> {
+        self.client
+            .push_blob(&self.by_digest(image), blob.bytes.clone(), &blob.digest)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    /// Pushes the manifest, byte for byte as built, under `tag`: the image exists from
+    /// here on.
+    pub async fn tag(&self, image: &Image, tag: &str) -> Result<(), PushError> {
+        let reference = Reference::with_tag(
+            self.to.registry.clone(),
+            self.to.repository.clone(),
+            tag.to_string(),
+        );
+        let media_type = image
+            .manifest
+            .media_type
+            .parse()
+            .map_err(|e| PushError::Failed {
+                registry: self.to.registry.clone(),
+                repository: self.to.repository.clone(),
+                message: format!("bad media type: {e}"),
+            })?;
+        self.client
+            .push_manifest_raw(&reference, image.manifest.bytes.clone(), media_type)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(())
+    }
+
+    fn by_digest(&self, image: &Image) -> Reference {
+        Reference::with_digest(
+            self.to.registry.clone(),
+            self.to.repository.clone(),
+            image.manifest.digest.clone(),
+        )
+    }
+
+    fn failed(&self, e: oci_client::errors::OciDistributionError) -> PushError {
         let message = e.to_string();
         if message.contains("401") || message.to_lowercase().contains("unauthorized") {
-            PushError::Auth(message, to.registry.clone())
+            PushError::Auth(message, self.to.registry.clone())
         } else {
             PushError::Failed {
-                registry: to.registry.clone(),
-                repository: to.repository.clone(),
+                registry: self.to.registry.clone(),
+                repository: self.to.repository.clone(),
                 message,
             }
         }
-    };
-    let by_digest = Reference::with_digest(
-        to.registry.clone(),
-        to.repository.clone(),
-        image.manifest.digest.clone(),
-    );
-    client.store_auth_if_needed(&to.registry, &auth).await;
-    let mut pushed = Pushed::default();
-    // The config before the layer is as good as any order: the manifest, pushed last,
-    // is what makes the image exist.
-    for blob in [&image.layer, &image.config] {
-        if client
-            .blob_exists(&by_digest, &blob.digest)
-            .await
-            .map_err(failed)?
-        {
-            pushed.blobs_present += 1;
-            continue;
-        }
-        client
-            .push_blob(&by_digest, blob.bytes.clone(), &blob.digest)
-            .await
-            .map_err(failed)?;
-        pushed.blobs_uploaded += 1;
-        pushed.bytes_uploaded += blob.bytes.len();
     }
-    let by_tag = Reference::with_tag(to.registry.clone(), to.repository.clone(), tag.to_string());
-    client
-        .push_manifest_raw(
-            &by_tag,
-            image.manifest.bytes.clone(),
-            image
-                .manifest
-                .media_type
-                .parse()
-                .map_err(|e| PushError::Failed {
-                    registry: to.registry.clone(),
-                    repository: to.repository.clone(),
-                    message: format!("bad media type: {e}"),
-                })?,
-        )
-        .await
-        .map_err(failed)?;
-    Ok(pushed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let to = Destination {
+            registry: "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com".into(),
+            repository: "efs-autoscaler".into(),
+            username: "AWS".into(),
+            password: "s3cr3t-token".into(),
+            insecure: false,
+        };
+        let shown = format!("{to:?}");
+        assert!(!shown.contains("s3cr3t-token"), "{shown}");
+        assert!(shown.contains("efs-autoscaler"), "{shown}");
+    }
 }

@@ -1,0 +1,42 @@
+//! Running the deployer binary as users do, for the suites that test commands.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use harness::{cargo_bin, repo_root};
+
+pub fn deployer() -> PathBuf {
+    cargo_bin("deployer", "deployer").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the deployer from the repository root (it builds the workspace it is run in).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(deployer());
+    command.current_dir(repo_root()).args(args);
+    // The setup script's tools (cargo-zigbuild, zig) where the deployer looks for them.
+    let tools = deployer::lint::project_venv()
+        .parent()
+        .map(|home| home.join("tools/bin"))
+        .unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![tools];
+    paths.extend(std::env::split_paths(&path));
+    command.env("PATH", std::env::join_paths(paths).unwrap());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}

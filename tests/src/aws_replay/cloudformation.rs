@@ -1,0 +1,226 @@
+//! CloudFormation responses as AWS writes them (the query protocol's XML), for
+//! [`super::AwsReplay`]. Field names and shapes follow the CloudFormation API reference;
+//! the reasons in the tests are worded as CloudFormation words them.
+
+use super::Reply;
+
+const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "ap-northeast-1";
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn response(action: &str, result: &str) -> String {
+    format!(
+        "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result>\
+         <ResponseMetadata><RequestId>00000000-0000-0000-0000-000000000000</RequestId>\
+         </ResponseMetadata></{action}Response>"
+    )
+}
+
+pub fn stack_id(name: &str) -> String {
+    format!(
+        "arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/11111111-2222-3333-4444-555555555555"
+    )
+}
+
+/// An error response, as CloudFormation sends them (`ValidationError` for a missing
+/// stack, `Throttling`, …).
+pub fn error(code: &str, message: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{}</Code>\
+         <Message>{}</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId>\
+         </ErrorResponse>",
+        escape(code),
+        escape(message)
+    )
+}
+
+/// A stack as DescribeStacks lists it.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub name: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub outputs: Vec<(String, String)>,
+}
+
+impl Stack {
+    pub fn new(name: &str, status: &str) -> Stack {
+        Stack {
+            name: name.to_string(),
+            status: status.to_string(),
+            reason: None,
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn reason(mut self, reason: &str) -> Stack {
+        self.reason = Some(reason.to_string());
+        self
+    }
+
+    fn xml(&self) -> String {
+        let reason = self.reason.as_deref().map_or(String::new(), |r| {
+            format!("<StackStatusReason>{}</StackStatusReason>", escape(r))
+        });
+        let outputs: String = self
+            .outputs
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "<member><OutputKey>{}</OutputKey><OutputValue>{}</OutputValue></member>",
+                    escape(k),
+                    escape(v)
+                )
+            })
+            .collect();
+        format!(
+            "<member><StackName>{}</StackName><StackId>{}</StackId>\
+             <CreationTime>2026-11-23T10:00:00.000Z</CreationTime>\
+             <StackStatus>{}</StackStatus>{reason}<Outputs>{outputs}</Outputs>\
+             <DisableRollback>false</DisableRollback><EnableTerminationProtection>false</EnableTerminationProtection>\
+             </member>",
+            escape(&self.name),
+            escape(&stack_id(&self.name)),
+            escape(&self.status),
+        )
+    }
+}
+
+/// DescribeStacks answering with `stack`.
+pub fn describe_stacks(stack: &Stack) -> Reply {
+    Reply::xml(
+        "DescribeStacks",
+        200,
+        response(
+            "DescribeStacks",
+            &format!("<Stacks>{}</Stacks>", stack.xml()),
+        ),
+    )
+}
+
+/// DescribeStacks for a stack that does not exist: CloudFormation's ValidationError.
+pub fn no_stack(name: &str) -> Reply {
+    Reply::xml(
+        "DescribeStacks",
+        400,
+        error(
+            "ValidationError",
+            &format!("Stack with id {name} does not exist"),
+        ),
+    )
+}
+
+/// `action` throttled, as CloudFormation says it.
+pub fn throttled(action: &str) -> Reply {
+    Reply::xml(action, 400, error("Throttling", "Rate exceeded"))
+}
+
+pub fn create_stack(name: &str) -> Reply {
+    Reply::xml(
+        "CreateStack",
+        200,
+        response(
+            "CreateStack",
+            &format!("<StackId>{}</StackId>", escape(&stack_id(name))),
+        ),
+    )
+}
+
+pub fn update_stack(name: &str) -> Reply {
+    Reply::xml(
+        "UpdateStack",
+        200,
+        response(
+            "UpdateStack",
+            &format!("<StackId>{}</StackId>", escape(&stack_id(name))),
+        ),
+    )
+}
+
+/// GetTemplate answering with `body` as the original template.
+pub fn get_template(body: &str) -> Reply {
+    Reply::xml(
+        "GetTemplate",
+        200,
+        response(
+            "GetTemplate",
+            &format!(
+                "<TemplateBody>{}</TemplateBody><StagesAvailable><member>Original</member>\
+                 <member>Processed</member></StagesAvailable>",
+                escape(body)
+            ),
+        ),
+    )
+}
+
+/// One stack event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+    /// Seconds after 10:00:00 on the test day; events are listed newest first.
+    pub second: u32,
+}
+
+impl Event {
+    pub fn new(logical_id: &str, resource_type: &str, status: &str, second: u32) -> Event {
+        Event {
+            logical_id: logical_id.to_string(),
+            resource_type: resource_type.to_string(),
+            status: status.to_string(),
+            reason: None,
+            second,
+        }
+    }
+
+    pub fn reason(mut self, reason: &str) -> Event {
+        self.reason = Some(reason.to_string());
+        self
+    }
+
+    fn xml(&self, stack: &str, n: usize) -> String {
+        let reason = self.reason.as_deref().map_or(String::new(), |r| {
+            format!("<ResourceStatusReason>{}</ResourceStatusReason>", escape(r))
+        });
+        format!(
+            "<member><EventId>event-{n}</EventId><StackName>{}</StackName><StackId>{}</StackId>\
+             <LogicalResourceId>{}</LogicalResourceId><PhysicalResourceId></PhysicalResourceId>\
+             <ResourceType>{}</ResourceType>\
+             <Timestamp>2026-11-23T10:{:02}:{:02}.000Z</Timestamp>\
+             <ResourceStatus>{}</ResourceStatus>{reason}</member>",
+            escape(stack),
+            escape(&stack_id(stack)),
+            escape(&self.logical_id),
+            escape(&self.resource_type),
+            self.second / 60,
+            self.second % 60,
+            escape(&self.status),
+        )
+    }
+}
+
+/// DescribeStackEvents listing `events` as given (newest first, as AWS lists them).
+pub fn stack_events(stack: &str, events: &[Event]) -> Reply {
+    let members: String = events
+        .iter()
+        .enumerate()
+        .map(|(n, e)| e.xml(stack, n))
+        .collect();
+    Reply::xml(
+        "DescribeStackEvents",
+        200,
+        response(
+            "DescribeStackEvents",
+            &format!("<StackEvents>{members}</StackEvents>"),
+        ),
+    )
+}
