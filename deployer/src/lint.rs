@@ -39,14 +39,25 @@ pub struct Report {
 
 /// The virtualenv `scripts/setup` creates.
 pub fn project_venv() -> PathBuf {
+    project_home().join("venv")
+}
+
+/// Where scripts/setup installs the project's tools: `$EFSA_HOME`, by default
+/// `~/.cache/efs-autoscaler`.
+pub fn project_home() -> PathBuf {
     if let Some(home) = std::env::var_os("EFSA_HOME") {
-        return PathBuf::from(home).join("venv");
+        return PathBuf::from(home);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("efs-autoscaler").join("venv")
+    cache.join("efs-autoscaler")
+}
+
+/// The directory of the executables scripts/setup installs (cargo-zigbuild, zig).
+pub fn project_tools() -> PathBuf {
+    project_home().join("tools").join("bin")
 }
 
 /// The first executable named `tool` on PATH.

@@ -13,15 +13,6 @@ pub fn deployer() -> PathBuf {
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(deployer());
     command.current_dir(repo_root()).args(args);
-    // The setup script's tools (cargo-zigbuild, zig) where the deployer looks for them.
-    let tools = deployer::lint::project_venv()
-        .parent()
-        .map(|home| home.join("tools/bin"))
-        .unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![tools];
-    paths.extend(std::env::split_paths(&path));
-    command.env("PATH", std::env::join_paths(paths).unwrap());
     for (k, v) in env {
         command.env(k, v);
     }

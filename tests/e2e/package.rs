@@ -265,7 +265,9 @@ fn a_missing_cross_toolchain_is_named_with_its_install_command() {
     let mut yaml = std::fs::read_to_string(&local).unwrap();
     yaml = yaml.replacen("service:\n", "service:\n  architecture: arm64\n", 1);
     std::fs::write(&local, yaml).unwrap();
-    // Only cargo and rustc: the directory of the cargo running this test.
+    // Only cargo and rustc: the directory of the cargo running this test, and an empty
+    // project home (scripts/setup's cargo-zigbuild and zig are found there otherwise).
+    let home = tempfile::tempdir().unwrap();
     let cargo = std::env::var("CARGO").unwrap();
     let cargo_dir = Path::new(&cargo)
         .parent()
@@ -279,6 +281,7 @@ fn a_missing_cross_toolchain_is_named_with_its_install_command() {
         .args(["--environments-dir", envs.path().to_str().unwrap()])
         .args(["package", "--env", "local", "--no-upload"])
         .env("PATH", format!("{cargo_dir}:/usr/bin:/bin"))
+        .env("EFSA_HOME", home.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::schema::Architecture;
-use crate::lint::which;
+use crate::lint::{project_tools, which};
 
 /// The package holding the runtime binaries.
 pub const RUNTIME_PACKAGE: &str = "efs-autoscaler-runtime";
@@ -165,7 +165,9 @@ pub fn toolchain(arch: Architecture) -> Result<Toolchain, BuildError> {
     if native && which("musl-gcc").is_some() {
         return Ok(Toolchain::Cargo);
     }
-    let (zigbuild, zig) = (which("cargo-zigbuild").is_some(), which("zig").is_some());
+    // On PATH, or where scripts/setup puts them.
+    let found = |tool: &str| which(tool).is_some() || project_tools().join(tool).is_file();
+    let (zigbuild, zig) = (found("cargo-zigbuild"), found("zig"));
     if zigbuild && zig {
         return Ok(Toolchain::Zigbuild);
     }
@@ -211,6 +213,15 @@ pub fn build(
         .current_dir(&workspace.root);
     for bin in bins {
         command.args(["--bin", bin]);
+    }
+    if *toolchain == Toolchain::Zigbuild {
+        // `cargo zigbuild` is found by cargo, and zig by cargo-zigbuild, on PATH: add
+        // where scripts/setup installs them, after the user's own PATH.
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::env::split_paths(&path).chain(std::iter::once(project_tools()));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            command.env("PATH", joined);
+        }
     }
     if quiet {
         command.arg("--quiet");
