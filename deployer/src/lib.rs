@@ -9,6 +9,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diff;
 pub mod files;
 pub mod lint;
 pub mod package;

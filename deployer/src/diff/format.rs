@@ -1,0 +1,356 @@
+//! A [`Diff`] as text (terminal and logs), Markdown (a pull-request comment) or JSON
+//! (for scripts). All three list the same things in the same order.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::{Action, Diff, Replacement, ResourceChange, Source, ValueChange};
+
+/// Values longer than this are cut in text and Markdown (JSON keeps them whole): an IAM
+/// policy or a container definition would bury the rest.
+const MAX_VALUE: usize = 160;
+
+fn show(value: &Option<Value>) -> String {
+    let text = match value {
+        None => "(none)".to_string(),
+        Some(Value::String(s)) => format!("{s:?}"),
+        Some(v) => v.to_string(),
+    };
+    if text.chars().count() > MAX_VALUE {
+        let cut: String = text.chars().take(MAX_VALUE).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+fn replacement_note(r: &ResourceChange) -> Option<String> {
+    let why: Vec<&str> = r
+        .properties
+        .iter()
+        .filter(|p| p.replaces)
+        .map(|p| p.path.trim_start_matches("Properties."))
+        .collect();
+    let because = if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {} is create-only", why.join(", "))
+    };
+    match (r.replacement, r.replacement_source) {
+        (Replacement::No, _) => None,
+        (Replacement::Yes, Source::ChangeSet) => Some("REPLACED".to_string()),
+        (Replacement::Conditional, Source::ChangeSet) => {
+            Some("may be REPLACED (conditional)".to_string())
+        }
+        (Replacement::Yes, Source::Predicted) => Some(format!("REPLACED (predicted{because})")),
+        (Replacement::Conditional, Source::Predicted) => {
+            Some(format!("may be REPLACED (predicted{because})"))
+        }
+    }
+}
+
+/// The one-line count: `2 to add, 1 to change (1 replaced), 0 to remove`.
+pub fn summary(diff: &Diff) -> String {
+    if diff.is_empty() {
+        return "no changes".to_string();
+    }
+    let mut s = format!(
+        "{} to add, {} to change, {} to remove",
+        diff.count(Action::Add),
+        diff.count(Action::Modify),
+        diff.count(Action::Remove)
+    );
+    if diff.replaced() > 0 {
+        let _ = write!(s, " ({} replaced)", diff.replaced());
+    }
+    let others = diff.parameters.len() + diff.outputs.len() + diff.config.len();
+    if others > 0 {
+        let _ = write!(
+            s,
+            "; {} parameter, {} output, {} configuration change(s)",
+            diff.parameters.len(),
+            diff.outputs.len(),
+            diff.config.len()
+        );
+    }
+    s
+}
+
+pub fn text(diff: &Diff) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} (environment {}) against {}: {}",
+        diff.stack,
+        diff.environment,
+        diff.against,
+        summary(diff)
+    );
+    let width = diff
+        .resources
+        .iter()
+        .map(|r| r.logical_id.len())
+        .max()
+        .unwrap_or(0);
+    for r in &diff.resources {
+        let mut line = format!(
+            "  {} {:width$}  {}",
+            r.action.sign(),
+            r.logical_id,
+            r.resource_type
+        );
+        if let Some(note) = replacement_note(r) {
+            let _ = write!(line, "  {note}");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+        for p in &r.properties {
+            let _ = writeln!(
+                out,
+                "      {}: {} -> {}{}",
+                p.path,
+                show(&p.before),
+                show(&p.after),
+                if p.replaces { "  (replaces)" } else { "" }
+            );
+        }
+    }
+    for (title, changes) in sections(diff) {
+        let _ = writeln!(out, "{title}:");
+        for c in changes {
+            let _ = writeln!(
+                out,
+                "  {} {}: {} -> {}",
+                c.action().sign(),
+                c.key,
+                show(&c.before),
+                show(&c.after)
+            );
+        }
+    }
+    for note in &diff.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+fn sections(diff: &Diff) -> impl Iterator<Item = (&'static str, &Vec<ValueChange>)> {
+    [
+        ("Parameters", &diff.parameters),
+        ("Outputs", &diff.outputs),
+        ("Configuration", &diff.config),
+    ]
+    .into_iter()
+    .filter(|(_, c)| !c.is_empty())
+}
+
+/// Table cells must not break the table.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn markdown(diff: &Diff) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### `deployer diff`: {} (`{}`)\n\nAgainst {}: **{}**\n",
+        diff.environment,
+        diff.stack,
+        diff.against,
+        summary(diff)
+    );
+    if diff.replaced() > 0 {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> {} resource(s) will be replaced: a new physical resource is created and the old one deleted.\n",
+            diff.replaced()
+        );
+    }
+    if !diff.resources.is_empty() {
+        let _ = writeln!(
+            out,
+            "| | Resource | Type | Replacement |\n|---|---|---|---|"
+        );
+        for r in &diff.resources {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | `{}` | {} |",
+                r.action.sign(),
+                cell(&r.logical_id),
+                cell(&r.resource_type),
+                replacement_note(r).map_or(String::new(), |n| format!("**{}**", cell(&n)))
+            );
+        }
+        out.push('\n');
+        let changed: Vec<&ResourceChange> = diff
+            .resources
+            .iter()
+            .filter(|r| !r.properties.is_empty())
+            .collect();
+        if !changed.is_empty() {
+            let _ = writeln!(
+                out,
+                "<details><summary>Property changes</summary>\n\n```diff"
+            );
+            for r in changed {
+                let _ = writeln!(out, "@@ {} ({}) @@", r.logical_id, r.resource_type);
+                for p in &r.properties {
+                    if p.before.is_some() {
+                        let _ = writeln!(out, "- {}: {}", p.path, show(&p.before));
+                    }
+                    if p.after.is_some() {
+                        let _ = writeln!(out, "+ {}: {}", p.path, show(&p.after));
+                    }
+                }
+            }
+            let _ = writeln!(out, "```\n\n</details>\n");
+        }
+    }
+    for (title, changes) in sections(diff) {
+        let _ = writeln!(out, "**{title}**\n\n```diff");
+        for c in changes {
+            if c.before.is_some() {
+                let _ = writeln!(out, "- {}: {}", c.key, show(&c.before));
+            }
+            if c.after.is_some() {
+                let _ = writeln!(out, "+ {}: {}", c.key, show(&c.after));
+            }
+        }
+        let _ = writeln!(out, "```\n");
+    }
+    for note in &diff.notes {
+        let _ = writeln!(out, "_{}_\n", note);
+    }
+    out
+}
+
+pub fn json(diff: &Diff) -> String {
+    let mut text = serde_json::to_string_pretty(diff).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::diff::PropertyChange;
+    use serde_json::json;
+
+    fn sample() -> Diff {
+        Diff {
+            environment: "prod".into(),
+            stack: "efs-autoscaler-prod".into(),
+            against: "the deployed stack".into(),
+            resources: vec![
+                ResourceChange {
+                    logical_id: "ScalerFunction".into(),
+                    resource_type: "AWS::Lambda::Function".into(),
+                    action: Action::Modify,
+                    replacement: Replacement::No,
+                    replacement_source: Source::ChangeSet,
+                    properties: vec![PropertyChange {
+                        path: "Properties.Environment.Variables.FILE_COUNT_THRESHOLD".into(),
+                        before: Some(json!("100000")),
+                        after: Some(json!("50")),
+                        replaces: false,
+                    }],
+                },
+                ResourceChange {
+                    logical_id: "PrivateSubnetA".into(),
+                    resource_type: "AWS::EC2::Subnet".into(),
+                    action: Action::Modify,
+                    replacement: Replacement::Yes,
+                    replacement_source: Source::Predicted,
+                    properties: vec![PropertyChange {
+                        path: "Properties.CidrBlock".into(),
+                        before: Some(json!("10.0.1.0/24")),
+                        after: Some(json!("10.0.9.0/24")),
+                        replaces: true,
+                    }],
+                },
+                ResourceChange {
+                    logical_id: "Dashboard".into(),
+                    resource_type: "AWS::CloudWatch::Dashboard".into(),
+                    action: Action::Add,
+                    replacement: Replacement::No,
+                    replacement_source: Source::ChangeSet,
+                    properties: vec![],
+                },
+            ],
+            config: vec![ValueChange {
+                key: "scaler.file_count_threshold".into(),
+                before: Some(json!(100000)),
+                after: Some(json!(50)),
+            }],
+            ..Diff::default()
+        }
+    }
+
+    #[test]
+    fn text_lists_signs_replacement_and_properties() {
+        let t = text(&sample());
+        assert!(
+            t.contains("1 to add, 2 to change, 0 to remove (1 replaced)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  > ScalerFunction  AWS::Lambda::Function\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "> PrivateSubnetA  AWS::EC2::Subnet  REPLACED (predicted: CidrBlock is create-only)"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("  + Dashboard"), "{t}");
+        assert!(
+            t.contains(
+                "Properties.Environment.Variables.FILE_COUNT_THRESHOLD: \"100000\" -> \"50\""
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("Configuration:\n  > scaler.file_count_threshold: 100000 -> 50"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn markdown_is_a_table_with_a_warning_and_a_diff_block() {
+        let m = markdown(&sample());
+        assert!(m.contains("> [!WARNING]"), "{m}");
+        assert!(
+            m.contains("| `>` | `PrivateSubnetA` | `AWS::EC2::Subnet` | **REPLACED"),
+            "{m}"
+        );
+        assert!(m.contains("```diff\n@@ ScalerFunction"), "{m}");
+        assert!(
+            m.contains("- Properties.Environment.Variables.FILE_COUNT_THRESHOLD: \"100000\""),
+            "{m}"
+        );
+        assert!(m.contains("+ scaler.file_count_threshold: 50"), "{m}");
+    }
+
+    #[test]
+    fn json_round_trips_the_fields() {
+        let v: Value = serde_json::from_str(&json(&sample())).unwrap();
+        assert_eq!(v["resources"][1]["replacement"], "yes");
+        assert_eq!(v["resources"][1]["replacement_source"], "predicted");
+        assert_eq!(v["resources"][2]["action"], "add");
+    }
+
+    #[test]
+    fn long_values_are_cut_in_text() {
+        let long = Some(json!("x".repeat(1000)));
+        assert!(show(&long).ends_with('…'));
+        assert!(show(&long).chars().count() <= MAX_VALUE + 1);
+    }
+
+    #[test]
+    fn no_changes_says_so() {
+        let d = Diff::default();
+        assert_eq!(summary(&d), "no changes");
+    }
+}

@@ -1,0 +1,374 @@
+//! What a deployment would change, resource by resource and property by property, the
+//! way `cdk diff` shows it: from two templates (structural, offline), merged with AWS's
+//! own view from a change set when one exists (see `crate::changeset`).
+//!
+//! - `template`: a template as a JSON value, short forms expanded;
+//! - `replacement`: which property changes replace a resource, from the resource
+//!   provider schemas;
+//! - `format`: text, Markdown (a pull-request comment) and JSON.
+
+pub mod format;
+pub mod replacement;
+pub mod template;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Add,
+    Modify,
+    Remove,
+}
+
+impl Action {
+    /// `+`, `>` or `-`, as the compact listing shows it.
+    pub fn sign(self) -> char {
+        match self {
+            Action::Add => '+',
+            Action::Modify => '>',
+            Action::Remove => '-',
+        }
+    }
+}
+
+/// Whether a modified resource is replaced (a new physical resource, the old one deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replacement {
+    No,
+    /// AWS says it depends on a value only known while deploying.
+    Conditional,
+    Yes,
+}
+
+/// Who said so: AWS in a change set, or this tool from the resource schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    ChangeSet,
+    Predicted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PropertyChange {
+    /// Dotted path from the resource, e.g. `Properties.Environment.Variables.X`.
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    /// This property is create-only: changing it replaces the resource.
+    pub replaces: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourceChange {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub action: Action,
+    pub replacement: Replacement,
+    pub replacement_source: Source,
+    pub properties: Vec<PropertyChange>,
+}
+
+/// A changed key of a flat map (parameters, outputs, resolved configuration).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueChange {
+    pub key: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl ValueChange {
+    pub fn action(&self) -> Action {
+        match (&self.before, &self.after) {
+            (None, _) => Action::Add,
+            (_, None) => Action::Remove,
+            _ => Action::Modify,
+        }
+    }
+}
+
+/// Everything that differs between what is deployed (or another revision) and this one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Diff {
+    pub environment: String,
+    pub stack: String,
+    /// What the diff compares with, e.g. "deployed stack" or "git HEAD".
+    pub against: String,
+    pub resources: Vec<ResourceChange>,
+    pub parameters: Vec<ValueChange>,
+    pub outputs: Vec<ValueChange>,
+    pub config: Vec<ValueChange>,
+    /// Things the reader should know about what was not compared.
+    pub notes: Vec<String>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+            && self.parameters.is_empty()
+            && self.outputs.is_empty()
+            && self.config.is_empty()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.resources.iter().filter(|r| r.action == action).count()
+    }
+
+    pub fn replaced(&self) -> usize {
+        self.resources
+            .iter()
+            .filter(|r| r.replacement != Replacement::No)
+            .count()
+    }
+}
+
+/// Resource-level differences between two parsed templates. Replacement is predicted
+/// from the create-only properties of each type.
+pub fn resources(before: &Value, after: &Value) -> Vec<ResourceChange> {
+    let empty = Map::new();
+    let resources = |t: &Value| t.get("Resources").and_then(Value::as_object).cloned();
+    let (old, new) = (
+        resources(before).unwrap_or_else(|| empty.clone()),
+        resources(after).unwrap_or(empty),
+    );
+    let ids: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let type_of = |r: &Value| {
+        r.get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut changes = Vec::new();
+    for id in ids {
+        match (old.get(id), new.get(id)) {
+            (None, Some(r)) => changes.push(ResourceChange {
+                logical_id: id.clone(),
+                resource_type: type_of(r),
+                action: Action::Add,
+                replacement: Replacement::No,
+                replacement_source: Source::Predicted,
+                properties: Vec::new(),
+            }),
+            (Some(r), None) => changes.push(ResourceChange {
+                logical_id: id.clone(),
+                resource_type: type_of(r),
+                action: Action::Remove,
+                replacement: Replacement::No,
+                replacement_source: Source::Predicted,
+                properties: Vec::new(),
+            }),
+            (Some(a), Some(b)) if a != b => {
+                let resource_type = type_of(b);
+                let mut properties = Vec::new();
+                compare("", a, b, &mut properties);
+                let type_changed = type_of(a) != resource_type;
+                for p in &mut properties {
+                    p.replaces = p
+                        .path
+                        .strip_prefix("Properties.")
+                        .is_some_and(|path| replacement::replaces(&resource_type, path));
+                }
+                let replaced = type_changed || properties.iter().any(|p| p.replaces);
+                changes.push(ResourceChange {
+                    logical_id: id.clone(),
+                    resource_type,
+                    action: Action::Modify,
+                    replacement: if replaced {
+                        Replacement::Yes
+                    } else {
+                        Replacement::No
+                    },
+                    replacement_source: Source::Predicted,
+                    properties,
+                });
+            }
+            _ => {}
+        }
+    }
+    changes
+}
+
+/// Changed keys of two flat maps.
+pub fn values(before: &Map<String, Value>, after: &Map<String, Value>) -> Vec<ValueChange> {
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(|k| ValueChange {
+            key: k.clone(),
+            before: before.get(k).cloned(),
+            after: after.get(k).cloned(),
+        })
+        .collect()
+}
+
+/// The outputs section as key → value expression.
+pub fn outputs(template: &Value) -> Map<String, Value> {
+    template
+        .get("Outputs")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.get("Value").cloned().unwrap_or(Value::Null)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A nested JSON object as dotted keys (`scaler.file_count_threshold`); lists stay whole.
+pub fn flatten(value: &Value) -> Map<String, Value> {
+    fn walk(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = Map::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// Records where `a` and `b` differ: maps key by key, anything else (lists included:
+/// their order matters to CloudFormation) as a whole.
+fn compare(path: &str, a: &Value, b: &Value, out: &mut Vec<PropertyChange>) {
+    if a == b {
+        return;
+    }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) if !is_intrinsic(x) && !is_intrinsic(y) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                match (x.get(k), y.get(k)) {
+                    (Some(a), Some(b)) => compare(&join(k), a, b, out),
+                    (before, after) => out.push(PropertyChange {
+                        path: join(k),
+                        before: before.cloned(),
+                        after: after.cloned(),
+                        replaces: false,
+                    }),
+                }
+            }
+        }
+        _ => out.push(PropertyChange {
+            path: path.to_string(),
+            before: Some(a.clone()),
+            after: Some(b.clone()),
+            replaces: false,
+        }),
+    }
+}
+
+/// `{"Ref": …}` or `{"Fn::…": …}`: shown whole, not key by key.
+fn is_intrinsic(map: &Map<String, Value>) -> bool {
+    map.len() == 1
+        && map
+            .keys()
+            .next()
+            .is_some_and(|k| k == "Ref" || k == "Condition" || k.starts_with("Fn::"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn template(resources: Value) -> Value {
+        json!({ "Resources": resources })
+    }
+
+    #[test]
+    fn added_removed_and_modified_resources() {
+        let before = template(json!({
+            "Old": {"Type": "AWS::S3::Bucket"},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Environment": {"Variables": {"THRESHOLD": "100000", "KEEP": "x"}},
+                "MemorySize": 1024}},
+            "Same": {"Type": "AWS::SNS::Topic"},
+        }));
+        let after = template(json!({
+            "New": {"Type": "AWS::Logs::LogGroup"},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Environment": {"Variables": {"THRESHOLD": "50", "KEEP": "x"}},
+                "MemorySize": 1024}},
+            "Same": {"Type": "AWS::SNS::Topic"},
+        }));
+        let changes = resources(&before, &after);
+        let summary: Vec<(char, &str)> = changes
+            .iter()
+            .map(|c| (c.action.sign(), c.logical_id.as_str()))
+            .collect();
+        assert_eq!(summary, [('>', "Fn"), ('+', "New"), ('-', "Old")]);
+        let function = &changes[0];
+        assert_eq!(function.replacement, Replacement::No);
+        assert_eq!(
+            function.properties,
+            [PropertyChange {
+                path: "Properties.Environment.Variables.THRESHOLD".into(),
+                before: Some(json!("100000")),
+                after: Some(json!("50")),
+                replaces: false,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_create_only_property_predicts_replacement() {
+        let before = template(json!({"Subnet": {"Type": "AWS::EC2::Subnet",
+            "Properties": {"CidrBlock": "10.0.1.0/24", "VpcId": {"Ref": "Vpc"}}}}));
+        let after = template(json!({"Subnet": {"Type": "AWS::EC2::Subnet",
+            "Properties": {"CidrBlock": "10.0.9.0/24", "VpcId": {"Ref": "Vpc"}}}}));
+        let changes = resources(&before, &after);
+        assert_eq!(changes[0].replacement, Replacement::Yes);
+        assert_eq!(changes[0].replacement_source, Source::Predicted);
+        assert!(changes[0].properties[0].replaces);
+    }
+
+    #[test]
+    fn intrinsics_are_compared_whole() {
+        let before = template(json!({"R": {"Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": {"Fn::Sub": "${A}-x"}}}}));
+        let after = template(json!({"R": {"Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": {"Fn::Sub": "${A}-y"}}}}));
+        let changes = resources(&before, &after);
+        assert_eq!(changes[0].properties[0].path, "Properties.TopicName");
+        assert_eq!(
+            changes[0].properties[0].after,
+            Some(json!({"Fn::Sub": "${A}-y"}))
+        );
+    }
+
+    #[test]
+    fn flat_values_compare_key_by_key() {
+        let before = flatten(&json!({"scaler": {"threshold": 1, "schedule": "rate(5 minutes)"}}));
+        let after =
+            flatten(&json!({"scaler": {"threshold": 2, "schedule": "rate(5 minutes)"}, "x": [1]}));
+        let changes = values(&before, &after);
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].key, "scaler.threshold");
+        assert_eq!(changes[0].action(), Action::Modify);
+        assert_eq!(changes[1].key, "x");
+        assert_eq!(changes[1].action(), Action::Add);
+    }
+}
