@@ -19,6 +19,14 @@ pub struct Cli {
     #[command(flatten)]
     pub aws: AwsArgs,
 
+    /// Result format on stdout; progress and reports go to stderr either way.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// More detail on stderr: -v the AWS calls made, -vv the SDK's own debug log.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +41,28 @@ pub enum Command {
     Bootstrap(EnvArgs),
     /// Build the scaler and router, then upload the Lambda zip and image the account lacks.
     Package(PackageArgs),
+    /// Package, then deploy the environment's stack through a change set you review.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// Deploy without asking. Off a terminal nothing is asked anyway, except that a
+    /// protected environment (termination_protection: true) then needs --yes.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Create the change set and show it, but do not execute it.
+    #[arg(long, conflicts_with = "yes")]
+    pub no_exec: bool,
 }
 
 /// Where AWS calls go. Credentials come from the standard chain (environment, profiles,

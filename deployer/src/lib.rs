@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod aws;
+pub mod changeset;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             return code;
         }
     };
+    logging(cli.verbose);
     match deployer::commands::run(cli) {
         Ok(code) => code,
         Err(report) => {
@@ -38,4 +39,30 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `-v` logs each AWS call (the SDK's orchestrator names service and operation) and the
+/// deployer's own decisions; `-vv` everything the SDK says. Logs go to stderr.
+fn logging(verbose: u8) {
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter = match verbose {
+        0 => Targets::new().with_default(LevelFilter::WARN),
+        1 => Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("deployer", LevelFilter::DEBUG)
+            .with_target(
+                "aws_smithy_runtime::client::orchestrator",
+                LevelFilter::DEBUG,
+            ),
+        _ => Targets::new().with_default(LevelFilter::DEBUG),
+    };
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose > 1);
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
 }

@@ -59,6 +59,16 @@ impl Progress {
         }
     }
 
+    /// Prints a line above `bar` on a terminal, or to stderr otherwise: lines that
+    /// matter in a CI log too (stack events), unlike the bars.
+    pub fn println(&self, bar: &ProgressBar, line: &str) {
+        if self.visible() {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
     /// A spinner with `message` until the returned bar is finished.
     pub fn spinner(&self, message: &str) -> ProgressBar {
         let bar = ProgressBar::with_draw_target(None, self.draw_target());

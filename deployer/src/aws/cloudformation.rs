@@ -17,6 +17,9 @@ pub struct Stack {
     pub reason: Option<String>,
     /// Output key and value, in the order CloudFormation gives them.
     pub outputs: Vec<(String, String)>,
+    /// Parameter key and value as deployed.
+    pub parameters: Vec<(String, String)>,
+    pub termination_protection: bool,
 }
 
 impl Stack {
@@ -57,6 +60,17 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<Stack>, Erro
                 .iter()
                 .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
                 .collect(),
+            parameters: s
+                .parameters()
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.parameter_key()?.to_string(),
+                        p.parameter_value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+            termination_protection: s.enable_termination_protection().unwrap_or(false),
         })),
         // CloudFormation says "Stack with id NAME does not exist" as a ValidationError.
         Err(e) if says(&e, "does not exist") => Ok(None),
@@ -190,4 +204,318 @@ pub async fn failures(client: &Client, name: &str) -> Result<Vec<Failure>, Error
     }
     failed.reverse();
     Ok(failed)
+}
+
+/// How a change set would deploy the stack: its template (inline, or an S3 URL when
+/// over CloudFormation's 51,200-byte inline limit), parameters and tags.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub template_body: Option<String>,
+    pub template_url: Option<String>,
+    pub parameters: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A resource change as a change set lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetChange {
+    pub logical_id: String,
+    pub resource_type: String,
+    /// `Add`, `Modify`, `Remove`, `Import` or `Dynamic`.
+    pub action: String,
+    /// `True`, `False` or `Conditional`; None when AWS gives none.
+    pub replacement: Option<String>,
+    /// What changes, as `Properties.NAME` / `Tags` / …, with whether it recreates.
+    pub targets: Vec<(String, bool)>,
+}
+
+/// A change set once CloudFormation has finished computing it.
+#[derive(Debug, Clone)]
+pub struct ChangeSet {
+    pub id: String,
+    /// `CREATE_COMPLETE` or `FAILED`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub changes: Vec<SetChange>,
+}
+
+impl ChangeSet {
+    /// Stands for a change set CloudFormation refused to create because nothing
+    /// would change; there is nothing to delete.
+    pub fn none() -> ChangeSet {
+        ChangeSet {
+            id: String::new(),
+            status: "FAILED".to_string(),
+            reason: Some("No updates are to be performed.".to_string()),
+            changes: Vec::new(),
+        }
+    }
+
+    /// CloudFormation fails a change set that would change nothing, with this reason.
+    pub fn is_empty(&self) -> bool {
+        self.status == "FAILED"
+            && self.reason.as_deref().is_some_and(|r| {
+                r.contains("didn't contain changes") || r.contains("No updates are to be performed")
+            })
+    }
+}
+
+/// Starts computing a change set; `create` when the stack does not exist yet. None when
+/// CloudFormation refuses at once because nothing would change (it usually says so by
+/// failing the change set instead; both mean the same).
+pub async fn create_change_set(
+    client: &Client,
+    stack: &str,
+    name: &str,
+    submission: &Submission,
+    create: bool,
+) -> Result<Option<String>, Error> {
+    use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter};
+    let parameters = submission
+        .parameters
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect();
+    let result = client
+        .create_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .change_set_type(if create {
+            ChangeSetType::Create
+        } else {
+            ChangeSetType::Update
+        })
+        .set_template_body(submission.template_body.clone())
+        .set_template_url(submission.template_url.clone())
+        .set_parameters(Some(parameters))
+        .set_tags(Some(tags(&submission.tags)))
+        // The stack creates IAM roles with fixed names.
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .description("deployer")
+        .send()
+        .await;
+    match result {
+        Ok(out) => Ok(Some(out.id().unwrap_or(name).to_string())),
+        Err(e) if says(&e, "No updates are to be performed") => Ok(None),
+        Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "CreateChangeSet", e))),
+    }
+}
+
+/// Polls until the change set is computed, then returns it with every change (all
+/// pages).
+pub async fn wait_change_set(
+    client: &Client,
+    stack: &str,
+    id: &str,
+    every: Duration,
+) -> Result<ChangeSet, Error> {
+    loop {
+        let mut changes = Vec::new();
+        let mut token: Option<String> = None;
+        let (status, reason) = loop {
+            let out = client
+                .describe_change_set()
+                .stack_name(stack)
+                .change_set_name(id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeChangeSet", e)))?;
+            for change in out.changes() {
+                let Some(rc) = change.resource_change() else {
+                    continue;
+                };
+                changes.push(SetChange {
+                    logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: rc.resource_type().unwrap_or_default().to_string(),
+                    action: rc
+                        .action()
+                        .map(|a| a.as_str().to_string())
+                        .unwrap_or_default(),
+                    replacement: rc.replacement().map(|r| r.as_str().to_string()),
+                    targets: rc
+                        .details()
+                        .iter()
+                        .filter_map(|d| {
+                            let t = d.target()?;
+                            let attribute = t.attribute().map(|a| a.as_str()).unwrap_or_default();
+                            let name = match t.name() {
+                                Some(n) => format!("{attribute}.{n}"),
+                                None => attribute.to_string(),
+                            };
+                            let recreates = t
+                                .requires_recreation()
+                                .is_some_and(|r| r.as_str() != "Never");
+                            Some((name, recreates))
+                        })
+                        .collect(),
+                });
+            }
+            let status = out
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            let reason = out.status_reason().map(str::to_string);
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break (status, reason),
+            }
+        };
+        if status == "CREATE_COMPLETE" || status == "FAILED" {
+            return Ok(ChangeSet {
+                id: id.to_string(),
+                status,
+                reason,
+                changes,
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+pub async fn delete_change_set(client: &Client, stack: &str, id: &str) -> Result<(), Error> {
+    client
+        .delete_change_set()
+        .stack_name(stack)
+        .change_set_name(id)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DeleteChangeSet", e)))?;
+    Ok(())
+}
+
+pub async fn execute_change_set(client: &Client, stack: &str, id: &str) -> Result<(), Error> {
+    client
+        .execute_change_set()
+        .stack_name(stack)
+        .change_set_name(id)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "ExecuteChangeSet", e)))?;
+    Ok(())
+}
+
+/// One stack event, for progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub timestamp: Option<std::time::SystemTime>,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// The stack's events newer than `after` (an event id), oldest first. With `after` None,
+/// only the newest event (to start following from it).
+pub async fn events_after(
+    client: &Client,
+    stack: &str,
+    after: Option<&str>,
+) -> Result<Vec<Event>, Error> {
+    let mut events = Vec::new();
+    let mut token: Option<String> = None;
+    'pages: loop {
+        let out = client
+            .describe_stack_events()
+            .stack_name(stack)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e)))?;
+        for e in out.stack_events() {
+            let id = e.event_id().unwrap_or_default();
+            if Some(id) == after {
+                break 'pages;
+            }
+            events.push(Event {
+                id: id.to_string(),
+                timestamp: e
+                    .timestamp()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+                resource_type: e.resource_type().unwrap_or_default().to_string(),
+                status: e
+                    .resource_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reason: e.resource_status_reason().map(str::to_string),
+            });
+            if after.is_none() {
+                break 'pages;
+            }
+        }
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    events.reverse();
+    Ok(events)
+}
+
+pub async fn set_termination_protection(
+    client: &Client,
+    stack: &str,
+    enabled: bool,
+) -> Result<(), Error> {
+    client
+        .update_termination_protection()
+        .stack_name(stack)
+        .enable_termination_protection(enabled)
+        .send()
+        .await
+        .map_err(|e| {
+            Error(AwsError::from_sdk(
+                SERVICE,
+                "UpdateTerminationProtection",
+                e,
+            ))
+        })?;
+    Ok(())
+}
+
+pub async fn delete_stack(client: &Client, stack: &str) -> Result<(), Error> {
+    client
+        .delete_stack()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DeleteStack", e)))?;
+    Ok(())
+}
+
+/// The stack's resources as (logical id, type, physical id), all pages.
+pub async fn resources(
+    client: &Client,
+    stack: &str,
+) -> Result<Vec<(String, String, String)>, Error> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_stack_resources()
+            .stack_name(stack)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| Error(AwsError::from_sdk(SERVICE, "ListStackResources", e)))?;
+        for r in page.stack_resource_summaries() {
+            out.push((
+                r.logical_resource_id().unwrap_or_default().to_string(),
+                r.resource_type().unwrap_or_default().to_string(),
+                r.physical_resource_id().unwrap_or_default().to_string(),
+            ));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
 }

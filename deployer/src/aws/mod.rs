@@ -5,6 +5,7 @@
 pub mod cloudformation;
 pub mod ecr;
 pub mod s3;
+pub mod sts;
 
 use std::time::Duration;
 
@@ -81,4 +82,35 @@ pub async fn sdk_config(
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// Stops before any change when the credentials or the region are not the
+/// environment's: deploying prod's template into the dev account (or another region)
+/// is the mistake this catches. An environment without `account_id` (the local one)
+/// checks the region only.
+pub async fn guard(sdk: &SdkConfig, env: &Environment) -> miette::Result<()> {
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    if region != env.config.region {
+        return Err(miette::miette!(
+            help = "drop --region (or AWS_REGION), or deploy the environment whose region this is",
+            "environment {} is in region {}, but the AWS calls would go to {region}",
+            env.name,
+            env.config.region
+        ));
+    }
+    if let Some(expected) = &env.config.account_id {
+        let actual = sts::account(sdk).await?;
+        if &actual != expected {
+            let help = format!(
+                "use the credentials of account {expected} (--profile, AWS_PROFILE), or fix account_id in environments/{}.yaml",
+                env.name
+            );
+            return Err(miette::miette!(
+                help = help,
+                "environment {} belongs to account {expected}, but the credentials in use are of account {actual}; nothing was changed",
+                env.name
+            ));
+        }
+    }
+    Ok(())
 }

@@ -46,3 +46,15 @@ pub async fn put(
         .map_err(|e| Error(AwsError::from_sdk(SERVICE, "PutObject", e)))?;
     Ok(())
 }
+
+/// The HTTPS URL CloudFormation reads `key` from (`TemplateURL`); path-style under a
+/// custom endpoint, as [`client`] addresses it.
+pub fn object_url(sdk: &aws_config::SdkConfig, bucket: &str, key: &str) -> String {
+    match sdk.endpoint_url() {
+        Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
+        None => {
+            let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+            format!("https://{bucket}.s3.{region}.amazonaws.com/{key}")
+        }
+    }
+}

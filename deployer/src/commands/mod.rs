@@ -1,8 +1,10 @@
 //! One module per command. Each returns the process exit code or a report for stderr.
 
 pub mod bootstrap;
-mod package;
+pub mod package;
+mod plan;
 mod render;
+mod up;
 mod validate;
 
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Validate(args) => validate::run(&cli.environments_dir, &args),
         Command::Bootstrap(args) => bootstrap::run(&cli.environments_dir, &cli.aws, &args),
         Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
     }
 }
 

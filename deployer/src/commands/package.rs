@@ -3,7 +3,7 @@
 //! Writes `artifacts.json` with the stack parameters that pin them (bucket, key, image
 //! digest), for `deployer up` and for anyone deploying the template by other means.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, WrapErr, miette};
@@ -29,12 +29,8 @@ pub fn run(
     args: &PackageArgs,
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
-    let cwd = std::env::current_dir().into_diagnostic()?;
-    let workspace = Workspace::locate(&cwd)?;
-    let toolchains = package::toolchains(&env)?;
     let progress = Progress::stderr();
-    let registry_override = registry_override()?;
-    let result = super::block_on(async {
+    let packaged = super::block_on(async {
         // The bootstrap stack first: finding it missing after minutes of building would
         // waste them.
         let clients = if args.no_upload {
@@ -50,43 +46,113 @@ pub fn run(
             let bootstrap = bootstrap::outputs(&cfn, &env).await?;
             Some((sdk, bootstrap))
         };
-        let artifacts = tokio::task::block_in_place(|| {
-            package::package(&env, &workspace, &toolchains, &progress)
-        })?;
-        if let Some(out) = &args.out {
-            artifacts.write_to(out)?;
-        }
-        let uploaded = match &clients {
-            None => None,
-            Some((sdk, bootstrap)) => Some(
-                upload(
-                    sdk,
-                    bootstrap,
-                    &artifacts,
-                    registry_override.as_ref(),
-                    &progress,
-                )
-                .await?,
-            ),
-        };
-        Ok::<_, miette::Report>((artifacts, clients.map(|(_, b)| b), uploaded))
+        build_and_upload(
+            &env,
+            clients.as_ref().map(|(sdk, b)| (sdk, b)),
+            args.out.as_deref(),
+            &progress,
+        )
+        .await
     })??;
-    let (artifacts, bootstrap, uploaded) = result;
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace.root.join(".deployer").join(&env.name));
-    // The reference the stack pins: the bootstrap repository, by digest.
-    let image = bootstrap
-        .as_ref()
-        .map(|b| format!("{}@{}", b.repository_uri, artifacts.image.manifest.digest));
-    let path = dir.join("artifacts.json");
-    let manifest = artifacts_json(&env, &artifacts, bootstrap.as_ref(), image.as_deref());
-    crate::files::write_atomic(&path, manifest.as_bytes())
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-    summary(&artifacts, image.as_deref(), uploaded.as_ref(), &path);
+    for line in packaged.summary() {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `package` built and, given clients, uploaded.
+#[derive(Debug)]
+pub struct Packaged {
+    pub artifacts: Artifacts,
+    pub bootstrap: Option<Bootstrap>,
+    uploaded: Option<Uploaded>,
+    /// Where artifacts.json was written.
+    pub manifest: PathBuf,
+}
+
+impl Packaged {
+    /// The image reference the stack pins: the bootstrap repository, by digest.
+    pub fn image(&self) -> Option<String> {
+        self.bootstrap.as_ref().map(|b| {
+            format!(
+                "{}@{}",
+                b.repository_uri, self.artifacts.image.manifest.digest
+            )
+        })
+    }
+
+    /// The environment stack's parameters that pin the artifacts; None before upload.
+    pub fn parameters(&self) -> Option<Vec<(String, String)>> {
+        let bootstrap = self.bootstrap.as_ref()?;
+        Some(vec![
+            ("ScalerCodeBucket".into(), bootstrap.bucket.clone()),
+            ("ScalerCodeKey".into(), self.artifacts.zip.key()),
+            ("RouterImage".into(), self.image()?),
+        ])
+    }
+
+    /// One line per artifact: size, and whether it was uploaded or already there.
+    pub fn summary(&self) -> Vec<String> {
+        summary(
+            &self.artifacts,
+            self.image().as_deref(),
+            self.uploaded.as_ref(),
+            &self.manifest,
+        )
+    }
+}
+
+/// Checks the toolchains, builds, writes `out` when given, uploads what `upload`'s
+/// account lacks, and writes artifacts.json (only after every upload succeeded, so it
+/// never names an artifact the account does not hold).
+pub async fn build_and_upload(
+    env: &Environment,
+    upload_to: Option<(&aws_config::SdkConfig, &Bootstrap)>,
+    out: Option<&Path>,
+    progress: &Progress,
+) -> miette::Result<Packaged> {
+    let cwd = std::env::current_dir().into_diagnostic()?;
+    let workspace = Workspace::locate(&cwd)?;
+    let toolchains = package::toolchains(env)?;
+    let registry_override = registry_override()?;
+    let artifacts =
+        tokio::task::block_in_place(|| package::package(env, &workspace, &toolchains, progress))?;
+    if let Some(out) = out {
+        artifacts.write_to(out)?;
+    }
+    let uploaded = match upload_to {
+        None => None,
+        Some((sdk, bootstrap)) => Some(
+            upload(
+                sdk,
+                bootstrap,
+                &artifacts,
+                registry_override.as_ref(),
+                progress,
+            )
+            .await?,
+        ),
+    };
+    let dir = out.map_or_else(
+        || workspace.root.join(".deployer").join(&env.name),
+        Path::to_path_buf,
+    );
+    let packaged = Packaged {
+        artifacts,
+        bootstrap: upload_to.map(|(_, b)| b.clone()),
+        uploaded,
+        manifest: dir.join("artifacts.json"),
+    };
+    let text = artifacts_json(
+        env,
+        &packaged.artifacts,
+        packaged.bootstrap.as_ref(),
+        packaged.image().as_deref(),
+    );
+    crate::files::write_atomic(&packaged.manifest, text.as_bytes())
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", packaged.manifest.display()))?;
+    Ok(packaged)
 }
 
 /// What an upload did.
@@ -252,7 +318,12 @@ fn artifacts_json(
     text
 }
 
-fn summary(a: &Artifacts, image: Option<&str>, uploaded: Option<&Uploaded>, manifest: &Path) {
+fn summary(
+    a: &Artifacts,
+    image: Option<&str>,
+    uploaded: Option<&Uploaded>,
+    manifest: &Path,
+) -> Vec<String> {
     let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
     let zip_state = match uploaded {
         None => "not uploaded (--no-upload)".to_string(),
@@ -269,7 +340,7 @@ fn summary(a: &Artifacts, image: Option<&str>, uploaded: Option<&Uploaded>, mani
             p.blobs_present
         ),
     };
-    println!(
+    let scaler = format!(
         "scaler: {} ({:.1} MiB zip, {}) {zip_state}",
         a.zip.key(),
         mib(a.zip.bytes.len()),
@@ -279,10 +350,10 @@ fn summary(a: &Artifacts, image: Option<&str>, uploaded: Option<&Uploaded>, mani
         || format!("<repository>@{}", a.image.manifest.digest),
         str::to_string,
     );
-    println!(
+    let router = format!(
         "router: {location} ({:.1} MiB, {}) {image_state}",
         mib(a.image.size()),
         package::oci_architecture(a.router_architecture)
     );
-    println!("artifacts: {}", manifest.display());
+    vec![scaler, router, format!("artifacts: {}", manifest.display())]
 }

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 use serde_yaml_ng::Value as Yaml;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TemplateError {
     #[error("{what} is not a valid CloudFormation template: {message}")]
     Parse { what: String, message: String },

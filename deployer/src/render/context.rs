@@ -64,6 +64,9 @@ pub struct Context {
     pub ecr_repository: String,
     /// Comma-separated zones that get a mount target with the stack.
     pub initial_mount_target_zones: String,
+    /// The resolved configuration, kept in the template's metadata so `deployer diff`
+    /// can compare it with what is deployed.
+    pub resolved_config: serde_json::Value,
 }
 
 /// The bootstrap template's context. The bootstrap stack is shared by every environment
@@ -425,6 +428,7 @@ impl Context {
             ),
             ssm_parameter_name,
             initial_mount_target_zones: initial.join(","),
+            resolved_config: serde_json::to_value(&env.config).unwrap_or_default(),
             ecr_repository,
         }
     }

@@ -1,0 +1,299 @@
+//! `deployer up --env NAME [--yes] [--no-exec]`: package, render, compute a change set,
+//! show it, ask, execute and follow it, then bring the published mount-target list and
+//! the stack's termination protection in line with the environment.
+//!
+//! Everything that can refuse is checked before anything changes: the account and
+//! region, the bootstrap stack, the stack's state, and whether a confirmation is
+//! possible at all.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use miette::miette;
+use serde_json::json;
+
+use crate::aws::{self, cloudformation};
+use crate::changeset::follow;
+use crate::cli::{AwsArgs, OutputFormat, UpArgs};
+use crate::commands::{bootstrap, package, plan};
+use crate::config::{self, Environment};
+use crate::diff::format;
+use crate::progress::Progress;
+use crate::render::Renderer;
+
+/// How often a running stack operation is polled.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
+const INTERRUPTED: u8 = 130;
+
+pub fn run(
+    environments_dir: &std::path::Path,
+    aws_args: &AwsArgs,
+    output: OutputFormat,
+    args: &UpArgs,
+) -> miette::Result<ExitCode> {
+    let env = config::load(environments_dir, &args.env)?;
+    let rendered = Renderer::new()?.render(&env)?;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // Decided before any AWS call: a protected environment is never deployed without a
+    // person saying so, and off a terminal nobody can be asked.
+    if !args.yes && !args.no_exec && !interactive && env.config.termination_protection {
+        return Err(miette!(
+            help = "run it on a terminal to confirm, or pass --yes where the pipeline itself is the approval",
+            "environment {} is protected (termination_protection: true) and there is no terminal to confirm on",
+            env.name
+        ));
+    }
+    let progress = Progress::stderr();
+    super::block_on(async {
+        let sdk = aws::sdk_config(
+            &env,
+            aws_args.profile.as_deref(),
+            aws_args.region.as_deref(),
+        )
+        .await;
+        aws::guard(&sdk, &env).await?;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let boot = bootstrap::outputs(&cfn, &env).await?;
+        let existing = plan::usable_stack(&cfn, &env).await?;
+        let packaged =
+            package::build_and_upload(&env, Some((&sdk, &boot)), None, &progress).await?;
+        for line in packaged.summary() {
+            eprintln!("{line}");
+        }
+        let parameters = packaged
+            .parameters()
+            .ok_or_else(|| miette!("the artifacts were not uploaded"))?;
+        let submission =
+            plan::submission(&sdk, &env, &rendered.main, &boot.bucket, parameters).await?;
+        let plan = plan::plan(&cfn, &env, existing.as_ref(), &rendered.main, &submission).await?;
+        let stack = plan.stack.clone();
+        let change_set = plan.change_set.id.clone();
+
+        if plan.change_set.is_empty() {
+            if !change_set.is_empty() {
+                cloudformation::delete_change_set(&cfn, &stack, &change_set).await?;
+            }
+            eprintln!("{stack}: no changes");
+            let settled = existing.ok_or_else(|| miette!("{stack} vanished"))?;
+            let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
+            report(output, &plan.diff, &settled, &after, "no changes");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if plan.change_set.status == "FAILED" {
+            let reason = plan.change_set.reason.clone().unwrap_or_default();
+            discard(&cfn, &stack, &change_set, plan.create).await;
+            return Err(miette!(
+                help = "fix the cause in templates/ or environments/, then run again; nothing was changed",
+                "CloudFormation could not create a change set for {stack}: {reason}"
+            ));
+        }
+        eprint!("{}", format::text(&plan.diff));
+        if args.no_exec {
+            eprintln!(
+                "change set {change_set} is ready for review and was not executed; run `deployer up --env {}` to deploy, or `aws cloudformation execute-change-set --change-set-name {change_set}`",
+                env.name
+            );
+            report(
+                output,
+                &plan.diff,
+                existing.as_ref().unwrap_or(&empty(&stack)),
+                &json!(null),
+                "review",
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.yes && interactive && !confirm(&format!("Deploy these changes to {stack}?"))? {
+            discard(&cfn, &stack, &change_set, plan.create).await;
+            eprintln!("cancelled; nothing was changed");
+            return Ok(ExitCode::from(1));
+        }
+
+        let marker = follow::marker(&cfn, &stack).await?;
+        cloudformation::execute_change_set(&cfn, &stack, &change_set).await?;
+        let settled = tokio::select! {
+            settled = follow::follow(&cfn, &stack, marker, POLL, &progress) => settled?,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!(
+                    "\ninterrupted: CloudFormation keeps deploying {stack} on its own. Follow it with `deployer status --env {}`, or `aws cloudformation describe-stack-events --stack-name {stack}`",
+                    env.name
+                );
+                return Ok(ExitCode::from(INTERRUPTED));
+            }
+        };
+        if settled.status != "CREATE_COMPLETE" && settled.status != "UPDATE_COMPLETE" {
+            return Err(failure_report(&cfn, &env, &settled).await);
+        }
+        let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
+        report(output, &plan.diff, &settled, &after, "deployed");
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+fn empty(stack: &str) -> cloudformation::Stack {
+    cloudformation::Stack {
+        name: stack.to_string(),
+        status: String::new(),
+        reason: None,
+        outputs: Vec::new(),
+        parameters: Vec::new(),
+        termination_protection: false,
+    }
+}
+
+/// Removes a change set that will not be executed, and the empty stack record a create
+/// change set leaves (REVIEW_IN_PROGRESS). Best effort: the command is failing or
+/// stopping anyway, and a leftover change set changes nothing.
+async fn discard(cfn: &aws_sdk_cloudformation::Client, stack: &str, id: &str, create: bool) {
+    let _ = cloudformation::delete_change_set(cfn, stack, id).await;
+    if create
+        && let Ok(Some(s)) = cloudformation::describe(cfn, stack).await
+        && s.status == "REVIEW_IN_PROGRESS"
+    {
+        let _ = cloudformation::delete_stack(cfn, stack).await;
+    }
+}
+
+/// Asks on the terminal; anything but y/yes is no.
+fn confirm(question: &str) -> miette::Result<bool> {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| miette!("cannot read the answer: {e}"))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// The failed resources with CloudFormation's reasons, the state the stack is left in,
+/// and what to do about it.
+async fn failure_report(
+    cfn: &aws_sdk_cloudformation::Client,
+    env: &Environment,
+    stack: &cloudformation::Stack,
+) -> miette::Report {
+    let name = &stack.name;
+    let mut report = format!("{name} ended in {}", stack.status);
+    if let Some(reason) = &stack.reason {
+        report.push_str(&format!(" ({reason})"));
+    }
+    match cloudformation::failures(cfn, name).await {
+        Ok(failures) => {
+            for f in failures {
+                report.push_str(&format!(
+                    "\n  {} ({}): {}: {}",
+                    f.logical_id, f.resource_type, f.status, f.reason
+                ));
+            }
+        }
+        Err(e) => report.push_str(&format!(
+            "\n  (the failed resources could not be read: {e})"
+        )),
+    }
+    let help = match stack.status.as_str() {
+        "UPDATE_ROLLBACK_COMPLETE" => format!(
+            "the stack is back at its previous version and keeps serving; fix the cause above and run `deployer up --env {}` again",
+            env.name
+        ),
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "DELETE_COMPLETE" => format!(
+            "the first creation failed; fix the cause above, remove the record with `deployer down --env {}`, and run `deployer up` again",
+            env.name
+        ),
+        "UPDATE_ROLLBACK_FAILED" => format!(
+            "the rollback failed too; fix the resources above, then `aws cloudformation continue-update-rollback --stack-name {name}`"
+        ),
+        _ => format!("see `deployer status --env {}`", env.name),
+    };
+    miette!(help = help, "{report}")
+}
+
+/// After a deploy (or none needed): the SSM list rebuilt from the file system's mount
+/// targets with the scaler's own code, and termination protection as configured. Each
+/// writes only when something differs.
+async fn after_deploy(
+    sdk: &aws_config::SdkConfig,
+    cfn: &aws_sdk_cloudformation::Client,
+    env: &Environment,
+    stack: &cloudformation::Stack,
+) -> miette::Result<serde_json::Value> {
+    // From the stack's resources rather than its outputs: the physical id is what
+    // CloudFormation created, whatever the outputs say.
+    let file_system = cloudformation::resources(cfn, &stack.name)
+        .await?
+        .into_iter()
+        .find(|(_, kind, _)| kind == "AWS::EFS::FileSystem")
+        .map(|(_, _, id)| id)
+        .ok_or_else(|| miette!("the stack {} has no AWS::EFS::FileSystem", stack.name))?;
+    let file_system = file_system.as_str();
+    let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
+    let ssm = runtime::aws::ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk));
+    let targets = efs.mount_targets(file_system).await.map_err(aws::Error)?;
+    let name = env.ssm_parameter_name();
+    let list = runtime::reconcile::verified_list(&targets)
+        .map_err(|e| miette!("cannot publish the mount-target list {name}: {e}"))?;
+    let published = runtime::reconcile::publish(&ssm, &name, &list, false)
+        .await
+        .map_err(|e| miette!("cannot publish the mount-target list {name}: {e}"))?;
+    eprintln!(
+        "{name}: {} mount target(s), {}",
+        list.len(),
+        if published.written {
+            "published"
+        } else {
+            "up to date"
+        }
+    );
+    let wanted = env.config.termination_protection;
+    if stack.termination_protection != wanted {
+        cloudformation::set_termination_protection(cfn, &stack.name, wanted).await?;
+        eprintln!(
+            "{}: termination protection {}",
+            stack.name,
+            if wanted { "on" } else { "off" }
+        );
+    }
+    Ok(json!({
+        "parameter": name,
+        "mount_targets": list.len(),
+        "published": published.written,
+    }))
+}
+
+/// The result on stdout: the stack's outputs as `key: value` lines, or one JSON object.
+fn report(
+    output: OutputFormat,
+    diff: &crate::diff::Diff,
+    stack: &cloudformation::Stack,
+    list: &serde_json::Value,
+    result: &str,
+) {
+    match output {
+        OutputFormat::Text => {
+            for (key, value) in &stack.outputs {
+                println!("{key}: {value}");
+            }
+        }
+        OutputFormat::Json => {
+            let outputs: serde_json::Map<String, serde_json::Value> = stack
+                .outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            let value = json!({
+                "result": result,
+                "stack": diff.stack,
+                "status": stack.status,
+                "changes": diff,
+                "outputs": outputs,
+                "mount_target_list": list,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+    }
+}
