@@ -69,6 +69,22 @@ pub struct Context {
     pub resolved_config: serde_json::Value,
 }
 
+/// `value` without null entries: CloudFormation refuses nulls in metadata, and an
+/// unset key means its default anyway.
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
 /// The bootstrap template's context. The bootstrap stack is shared by every environment
 /// of an account and region, so it carries no environment tags.
 #[derive(Debug, Serialize)]
@@ -428,7 +444,7 @@ impl Context {
             ),
             ssm_parameter_name,
             initial_mount_target_zones: initial.join(","),
-            resolved_config: serde_json::to_value(&env.config).unwrap_or_default(),
+            resolved_config: without_nulls(serde_json::to_value(&env.config).unwrap_or_default()),
             ecr_repository,
         }
     }
