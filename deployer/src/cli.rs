@@ -43,6 +43,33 @@ pub enum Command {
     Package(PackageArgs),
     /// Package, then deploy the environment's stack through a change set you review.
     Up(UpArgs),
+    /// Show what `up` would change: resources, properties, replacements, parameters and
+    /// configuration.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    /// Ready to post as a pull-request comment.
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    /// Exit with 2 when there are differences (0 when none).
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Compare offline with the render of this git revision (a branch, tag or commit)
+    /// instead of the deployed stack; needs no credentials.
+    #[arg(long, value_name = "GIT_REF")]
+    pub against: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process exit code or a report for stderr.
 
 pub mod bootstrap;
+mod diff;
 pub mod package;
 mod plan;
 mod render;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Bootstrap(args) => bootstrap::run(&cli.environments_dir, &cli.aws, &args),
         Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, &args),
         Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
+        Command::Diff(args) => diff::run(&cli.environments_dir, &cli.aws, &args),
     }
 }
 

@@ -69,6 +69,11 @@ pub struct Context {
     pub resolved_config: serde_json::Value,
 }
 
+/// The environment's resolved configuration as the template's metadata keeps it.
+pub fn resolved_config(env: &Environment) -> serde_json::Value {
+    without_nulls(serde_json::to_value(&env.config).unwrap_or_default())
+}
+
 /// `value` without null entries: CloudFormation refuses nulls in metadata, and an
 /// unset key means its default anyway.
 fn without_nulls(value: serde_json::Value) -> serde_json::Value {
@@ -444,7 +449,7 @@ impl Context {
             ),
             ssm_parameter_name,
             initial_mount_target_zones: initial.join(","),
-            resolved_config: without_nulls(serde_json::to_value(&env.config).unwrap_or_default()),
+            resolved_config: resolved_config(env),
             ecr_repository,
         }
     }

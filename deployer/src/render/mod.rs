@@ -18,31 +18,42 @@ use serde_json::{Value as Json, json};
 use crate::config::Environment;
 pub use context::{BootstrapContext, Context};
 
-/// Templates, compiled in. Partials are named after their file.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("main", include_str!("../../../templates/main.yaml.hbs")),
+/// Templates, compiled in: (name, path under `templates/`, text). Partials are named
+/// after their file.
+const TEMPLATES: &[(&str, &str, &str)] = &[
+    (
+        "main",
+        "main.yaml.hbs",
+        include_str!("../../../templates/main.yaml.hbs"),
+    ),
     (
         "bootstrap",
+        "bootstrap.yaml.hbs",
         include_str!("../../../templates/bootstrap.yaml.hbs"),
     ),
     (
         "network",
+        "partials/network.yaml.hbs",
         include_str!("../../../templates/partials/network.yaml.hbs"),
     ),
     (
         "storage",
+        "partials/storage.yaml.hbs",
         include_str!("../../../templates/partials/storage.yaml.hbs"),
     ),
     (
         "scaler",
+        "partials/scaler.yaml.hbs",
         include_str!("../../../templates/partials/scaler.yaml.hbs"),
     ),
     (
         "service",
+        "partials/service.yaml.hbs",
         include_str!("../../../templates/partials/service.yaml.hbs"),
     ),
     (
         "monitoring",
+        "partials/monitoring.yaml.hbs",
         include_str!("../../../templates/partials/monitoring.yaml.hbs"),
     ),
 ];
@@ -99,18 +110,42 @@ pub struct Renderer {
 }
 
 impl Renderer {
+    /// The compiled-in templates.
     pub fn new() -> Result<Self, Error> {
+        Self::with_sources(
+            TEMPLATES
+                .iter()
+                .map(|(name, _, text)| (*name, (*text).to_string())),
+        )
+    }
+
+    /// The templates in `dir` (a `templates/` directory of any revision), read from the
+    /// same file names as the compiled-in ones.
+    pub fn from_dir(dir: &Path) -> Result<Self, Error> {
+        let mut sources = Vec::new();
+        for (name, file, _) in TEMPLATES {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::Template {
+                name: (*name).to_string(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            sources.push((*name, text));
+        }
+        Self::with_sources(sources.into_iter())
+    }
+
+    fn with_sources(sources: impl Iterator<Item = (&'static str, String)>) -> Result<Self, Error> {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(json_helper));
         registry.register_helper("concat", Box::new(concat_helper));
         registry.register_helper("tags", Box::new(TagsHelper));
-        for (name, text) in TEMPLATES {
+        for (name, text) in sources {
             registry
-                .register_template_string(name, *text)
+                .register_template_string(name, text)
                 .map_err(|e| Error::Template {
-                    name: (*name).to_string(),
+                    name: name.to_string(),
                     reason: e.to_string(),
                 })?;
         }
