@@ -46,6 +46,30 @@ pub enum Command {
     /// Show what `up` would change: resources, properties, replacements, parameters and
     /// configuration.
     Diff(DiffArgs),
+    /// Delete the environment: the scaler's mount targets, the stack and the published
+    /// list (the file system stays where the environment says retain).
+    Down(DownArgs),
+    /// Show the stack, mount targets, published list, router service, schedule and alarms.
+    Status(EnvArgs),
+    /// Run the scaler once now and print its result.
+    Invoke(EnvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// Delete without asking (an unprotected environment).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Delete an environment with termination protection; its name must be typed, or
+    /// given with --confirm.
+    #[arg(long)]
+    pub force: bool,
+    /// The environment's name, to confirm --force without a terminal.
+    #[arg(long, value_name = "NAME", requires = "force")]
+    pub confirm: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

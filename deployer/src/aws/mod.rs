@@ -3,8 +3,13 @@
 //! live in the commands.
 
 pub mod cloudformation;
+pub mod cloudwatch;
 pub mod ecr;
+pub mod efs;
+pub mod eventbridge;
+pub mod lambda;
 pub mod s3;
+pub mod ssm;
 pub mod sts;
 
 use std::time::Duration;

@@ -2,9 +2,12 @@
 
 pub mod bootstrap;
 mod diff;
+mod down;
+mod invoke;
 pub mod package;
 mod plan;
 mod render;
+pub mod status;
 mod up;
 mod validate;
 
@@ -20,6 +23,9 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, &args),
         Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Diff(args) => diff::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
+        Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
     }
 }
 
@@ -31,4 +37,17 @@ fn block_on<F: std::future::Future>(future: F) -> miette::Result<F::Output> {
         .build()
         .map_err(|e| miette::miette!("cannot start the async runtime: {e}"))?;
     Ok(runtime.block_on(future))
+}
+
+/// Asks a question on the terminal and returns the trimmed answer.
+fn ask(prompt: &str) -> miette::Result<String> {
+    use std::io::{BufRead, Write};
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| miette::miette!("cannot read the answer: {e}"))?;
+    Ok(answer.trim().to_string())
 }

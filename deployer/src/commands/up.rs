@@ -6,7 +6,7 @@
 //! region, the bootstrap stack, the stack's state, and whether a confirmation is
 //! possible at all.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -158,14 +158,8 @@ async fn discard(cfn: &aws_sdk_cloudformation::Client, stack: &str, id: &str, cr
 
 /// Asks on the terminal; anything but y/yes is no.
 fn confirm(question: &str) -> miette::Result<bool> {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| miette!("cannot read the answer: {e}"))?;
-    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+    let answer = super::ask(&format!("{question} [y/N] "))?;
+    Ok(matches!(answer.to_lowercase().as_str(), "y" | "yes"))
 }
 
 /// The failed resources with CloudFormation's reasons, the state the stack is left in,

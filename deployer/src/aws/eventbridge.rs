@@ -1,0 +1,28 @@
+//! Amazon EventBridge: the scaler's schedule, for `deployer status`.
+
+use super::{AwsError, Error};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    /// `ENABLED` or `DISABLED`.
+    pub state: String,
+    pub schedule: Option<String>,
+}
+
+pub async fn rule(client: &aws_sdk_eventbridge::Client, name: &str) -> Result<Rule, Error> {
+    let out = client
+        .describe_rule()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("EventBridge", "DescribeRule", e)))?;
+    Ok(Rule {
+        name: name.to_string(),
+        state: out
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        schedule: out.schedule_expression().map(str::to_string),
+    })
+}

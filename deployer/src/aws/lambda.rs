@@ -1,0 +1,50 @@
+//! AWS Lambda: running the scaler once on demand (`deployer invoke`).
+
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{InvocationType, LogType};
+use base64::Engine;
+
+use super::{AwsError, Error};
+
+/// What an invocation returned.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub status: i32,
+    /// The function's result (or its error object when `function_error` is set).
+    pub payload: Vec<u8>,
+    /// `Unhandled` or `Handled` when the function failed.
+    pub function_error: Option<String>,
+    /// The last 4 KB of the invocation's log.
+    pub log_tail: String,
+}
+
+/// Invokes `function` synchronously with `payload`, asking for the log tail.
+pub async fn invoke(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    payload: &[u8],
+) -> Result<Invoked, Error> {
+    let out = client
+        .invoke()
+        .function_name(function)
+        .invocation_type(InvocationType::RequestResponse)
+        .log_type(LogType::Tail)
+        .payload(Blob::new(payload))
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("Lambda", "Invoke", e)))?;
+    let log_tail = out
+        .log_result()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Ok(Invoked {
+        status: out.status_code(),
+        payload: out
+            .payload()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default(),
+        function_error: out.function_error().map(str::to_string),
+        log_tail,
+    })
+}

@@ -1,0 +1,204 @@
+//! `deployer down --env NAME [--yes] [--force [--confirm NAME]]`: tears an environment
+//! down. The mount targets the scaler added (CloudFormation does not know them) go
+//! first, since the stack cannot delete its subnets and file system around them; then
+//! the stack; then the published list. The file system survives where the environment
+//! says `retain`, and the bootstrap stack (shared by the account) always stays.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use miette::miette;
+
+use crate::aws::{self, cloudformation, efs, ssm};
+use crate::changeset::follow;
+use crate::cli::{AwsArgs, DownArgs};
+use crate::commands::status::of_type;
+use crate::config::{self, Environment, schema::DeletionPolicy};
+use crate::progress::Progress;
+
+const POLL: Duration = Duration::from_secs(2);
+
+pub fn run(
+    environments_dir: &std::path::Path,
+    aws_args: &AwsArgs,
+    args: &DownArgs,
+) -> miette::Result<ExitCode> {
+    let env = config::load(environments_dir, &args.env)?;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let progress = Progress::stderr();
+    super::block_on(async {
+        let sdk = aws::sdk_config(
+            &env,
+            aws_args.profile.as_deref(),
+            aws_args.region.as_deref(),
+        )
+        .await;
+        aws::guard(&sdk, &env).await?;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let name = env.stack_name();
+        let stack = cloudformation::describe(&cfn, &name).await?;
+        let protected = env.config.termination_protection
+            || stack.as_ref().is_some_and(|s| s.termination_protection);
+        confirm(&env, protected, args, interactive)?;
+
+        if let Some(stack) = &stack {
+            if stack.in_progress() && stack.status != "REVIEW_IN_PROGRESS" {
+                return Err(miette!(
+                    help = format!(
+                        "wait for it (`deployer status --env {}`), then run again",
+                        env.name
+                    ),
+                    "the stack {name} is busy ({})",
+                    stack.status
+                ));
+            }
+            let resources = cloudformation::resources(&cfn, &name).await?;
+            let file_system = of_type(&resources, "AWS::EFS::FileSystem")
+                .first()
+                .map(|s| s.to_string());
+            if let Some(fs) = &file_system {
+                delete_scaler_targets(&sdk, fs, &of_type(&resources, "AWS::EFS::MountTarget"))
+                    .await?;
+            }
+            if stack.termination_protection {
+                cloudformation::set_termination_protection(&cfn, &name, false).await?;
+                eprintln!("{name}: termination protection off");
+            }
+            let marker = follow::marker(&cfn, &name).await?;
+            if let Err(e) = cloudformation::delete_stack(&cfn, &name).await {
+                // What `down` needs is the stack gone; an error with the stack gone
+                // anyway is reported and the teardown goes on.
+                if cloudformation::describe(&cfn, &name).await?.is_some() {
+                    return Err(e.into());
+                }
+                eprintln!("{name}: {e}; the stack is gone regardless");
+            }
+            eprintln!("{name}: deleting");
+            let settled = follow::follow(&cfn, &name, marker, POLL, &progress).await?;
+            if settled.status != "DELETE_COMPLETE" {
+                let mut report = format!("{name} ended in {}", settled.status);
+                for f in cloudformation::failures(&cfn, &name).await? {
+                    report.push_str(&format!(
+                        "\n  {} ({}): {}: {}",
+                        f.logical_id, f.resource_type, f.status, f.reason
+                    ));
+                }
+                return Err(miette!(
+                    help = format!(
+                        "remove what blocks the resources above, then run `deployer down --env {}` again",
+                        env.name
+                    ),
+                    "{report}"
+                ));
+            }
+            eprintln!("{name}: deleted");
+            if let (Some(fs), DeletionPolicy::Retain) =
+                (&file_system, env.config.efs.deletion_policy)
+            {
+                eprintln!(
+                    "file system {fs} is kept (efs.deletion_policy: retain) with its data; when it is no longer needed: `aws efs delete-file-system --file-system-id {fs}`"
+                );
+            }
+        } else {
+            eprintln!("{name}: does not exist");
+        }
+        let parameter = env.ssm_parameter_name();
+        let existed = ssm::delete_parameter(&aws_sdk_ssm::Client::new(&sdk), &parameter).await?;
+        eprintln!(
+            "{parameter}: {}",
+            if existed { "deleted" } else { "did not exist" }
+        );
+        eprintln!(
+            "{}: kept (the account's bootstrap stack, shared by its environments)",
+            env.bootstrap_stack_name()
+        );
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+/// A protected environment needs --force and its name typed (or given with
+/// --confirm); any other needs a yes (asked on a terminal, --yes otherwise).
+fn confirm(
+    env: &Environment,
+    protected: bool,
+    args: &DownArgs,
+    interactive: bool,
+) -> miette::Result<()> {
+    if protected {
+        if !args.force {
+            return Err(miette!(
+                help = format!("if you mean it: `deployer down --env {} --force`", env.name),
+                "environment {} is protected (termination protection); nothing was deleted",
+                env.name
+            ));
+        }
+        if args.confirm.as_deref() == Some(env.name.as_str()) {
+            return Ok(());
+        }
+        if !interactive {
+            return Err(miette!(
+                help = format!("off a terminal, add `--confirm {}`", env.name),
+                "deleting protected environment {} needs its name typed; nothing was deleted",
+                env.name
+            ));
+        }
+        let typed = super::ask(&format!(
+            "Environment {} is protected. Type its name to delete it: ",
+            env.name
+        ))?;
+        if typed != env.name {
+            return Err(miette!("the name did not match; nothing was deleted"));
+        }
+        return Ok(());
+    }
+    if args.yes {
+        return Ok(());
+    }
+    if !interactive {
+        return Err(miette!(
+            help = format!(
+                "off a terminal, add --yes: `deployer down --env {} --yes`",
+                env.name
+            ),
+            "deleting environment {} needs a confirmation; nothing was deleted",
+            env.name
+        ));
+    }
+    let answer = super::ask(&format!(
+        "Delete environment {} (stack {})? [y/N] ",
+        env.name,
+        env.stack_name()
+    ))?;
+    if matches!(answer.to_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(miette!("cancelled; nothing was deleted"))
+    }
+}
+
+/// Deletes the file system's mount targets that are not the stack's own, and waits
+/// until they are gone.
+async fn delete_scaler_targets(
+    sdk: &aws_config::SdkConfig,
+    file_system: &str,
+    stack_targets: &[&str],
+) -> miette::Result<()> {
+    let client = aws_sdk_efs::Client::new(sdk);
+    let reader = runtime::aws::efs::Efs::new(client.clone());
+    let targets = reader
+        .mount_targets(file_system)
+        .await
+        .map_err(aws::Error)?;
+    let extra: Vec<String> = targets
+        .iter()
+        .map(|t| t.mount_target_id.clone())
+        .filter(|id| !stack_targets.contains(&id.as_str()))
+        .collect();
+    for id in &extra {
+        efs::delete_mount_target(&client, id).await?;
+        eprintln!("{id}: deleting (added by the scaler)");
+    }
+    efs::wait_deleted(&reader, &extra, POLL).await?;
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! `deployer status --env NAME`: the stack, the file system's mount targets, the
+//! published list and whether it matches them, the router service, the scaler's
+//! schedule and the alarms, read live (no write call).
+
+use std::process::ExitCode;
+
+use miette::miette;
+use serde_json::{Value, json};
+
+use crate::aws::{self, cloudformation, cloudwatch, eventbridge};
+use crate::cli::{AwsArgs, EnvArgs, OutputFormat};
+use crate::config::{self, Environment};
+
+pub fn run(
+    environments_dir: &std::path::Path,
+    aws_args: &AwsArgs,
+    output: OutputFormat,
+    args: &EnvArgs,
+) -> miette::Result<ExitCode> {
+    let env = config::load(environments_dir, &args.env)?;
+    let status = super::block_on(async {
+        let sdk = aws::sdk_config(
+            &env,
+            aws_args.profile.as_deref(),
+            aws_args.region.as_deref(),
+        )
+        .await;
+        aws::guard(&sdk, &env).await?;
+        read(&sdk, &env).await
+    })??;
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        ),
+        OutputFormat::Text => print!("{}", text(&status)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The stack's resources of one type, as physical ids.
+pub fn of_type<'a>(resources: &'a [(String, String, String)], kind: &str) -> Vec<&'a str> {
+    resources
+        .iter()
+        .filter(|(_, t, _)| t == kind)
+        .map(|(_, _, id)| id.as_str())
+        .collect()
+}
+
+/// Everything `status` shows, as one JSON value (the text view is made from it).
+pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Result<Value> {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let name = env.stack_name();
+    let Some(stack) = cloudformation::describe(&cfn, &name).await? else {
+        return Ok(json!({ "environment": env.name, "stack": { "name": name, "status": null } }));
+    };
+    let resources = cloudformation::resources(&cfn, &name).await?;
+    let stack_targets = of_type(&resources, "AWS::EFS::MountTarget");
+    let mut status = json!({
+        "environment": env.name,
+        "stack": {
+            "name": name,
+            "status": stack.status,
+            "reason": stack.reason,
+            "termination_protection": stack.termination_protection,
+        },
+    });
+
+    if let Some(fs) = of_type(&resources, "AWS::EFS::FileSystem").first() {
+        let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
+        let targets = efs.mount_targets(fs).await.map_err(aws::Error)?;
+        status["file_system"] = json!(fs);
+        status["mount_targets"] = targets
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.mount_target_id,
+                    "zone": t.availability_zone,
+                    "ip": t.ip_address.map(|ip| ip.to_string()),
+                    "state": t.state.as_str(),
+                    "added_by": if stack_targets.contains(&t.mount_target_id.as_str()) { "stack" } else { "scaler" },
+                })
+            })
+            .collect();
+        let ssm = runtime::aws::ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk));
+        let parameter = env.ssm_parameter_name();
+        let published = ssm.get(&parameter).await.map_err(aws::Error)?;
+        let list = published
+            .as_ref()
+            .map(|p| runtime::model::MountTargetList::parse(&p.value));
+        let matches = matches!(
+            (runtime::reconcile::verified_list(&targets), &list),
+            (Ok(verified), Some(Ok(list))) if verified == *list
+        );
+        status["published_list"] = json!({
+            "parameter": parameter,
+            "exists": published.is_some(),
+            "version": published.as_ref().map(|p| p.version),
+            "zones": list.as_ref().and_then(|l| l.as_ref().ok()).map(|l| l.zones().collect::<Vec<_>>()),
+            "error": list.as_ref().and_then(|l| l.as_ref().err()).map(|e| e.to_string()),
+            "matches_mount_targets": matches,
+        });
+    }
+
+    let clusters = of_type(&resources, "AWS::ECS::Cluster");
+    if let (Some(cluster), Some(service)) = (
+        clusters.first(),
+        of_type(&resources, "AWS::ECS::Service").first(),
+    ) {
+        let ecs = runtime::aws::ecs::Ecs::new(aws_sdk_ecs::Client::new(sdk));
+        status["service"] = match ecs.service(cluster, service).await {
+            Ok(s) => json!({
+                "status": s.status,
+                "desired": s.desired_count,
+                "running": s.running_count,
+                "deployments": s.deployments.iter().map(|d| json!({
+                    "id": d.id, "status": d.status, "running": d.running_count,
+                })).collect::<Vec<_>>(),
+            }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+    }
+
+    if let Some(rule) = of_type(&resources, "AWS::Events::Rule").first() {
+        let events = aws_sdk_eventbridge::Client::new(sdk);
+        status["schedule"] = match eventbridge::rule(&events, rule).await {
+            Ok(r) => json!({ "rule": r.name, "state": r.state, "expression": r.schedule }),
+            Err(e) => json!({ "rule": rule, "error": e.to_string() }),
+        };
+    }
+
+    let alarm_names: Vec<String> = of_type(&resources, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if !alarm_names.is_empty() {
+        let cw = aws_sdk_cloudwatch::Client::new(sdk);
+        let alarms = cloudwatch::alarms(&cw, &alarm_names).await?;
+        status["alarms"] = alarms
+            .iter()
+            .map(|a| json!({ "name": a.name, "state": a.state, "reason": a.reason }))
+            .collect();
+    } else {
+        status["alarms"] = json!([]);
+    }
+    Ok(status)
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The text view: one section per part, one line per item.
+pub fn text(status: &Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let stack = &status["stack"];
+    if stack["status"].is_null() {
+        let _ = writeln!(
+            out,
+            "stack {}: does not exist (run `deployer up --env {}`)",
+            s(&stack["name"]),
+            s(&status["environment"])
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "stack {}: {}{}{}",
+        s(&stack["name"]),
+        s(&stack["status"]),
+        stack["reason"]
+            .as_str()
+            .map_or(String::new(), |r| format!(" ({r})")),
+        if stack["termination_protection"] == json!(true) {
+            ", termination protection on"
+        } else {
+            ""
+        }
+    );
+    if let Some(targets) = status["mount_targets"].as_array() {
+        let _ = writeln!(
+            out,
+            "file system {}: {} mount target(s)",
+            s(&status["file_system"]),
+            targets.len()
+        );
+        for t in targets {
+            let _ = writeln!(
+                out,
+                "  {:<18} {:<16} {:<10} {:<24} added by {}",
+                s(&t["zone"]),
+                s(&t["ip"]),
+                s(&t["state"]),
+                s(&t["id"]),
+                s(&t["added_by"])
+            );
+        }
+    }
+    let list = &status["published_list"];
+    if list.is_object() {
+        let state = if list["exists"] != json!(true) {
+            "missing".to_string()
+        } else if let Some(e) = list["error"].as_str() {
+            format!("unreadable: {e}")
+        } else {
+            format!(
+                "version {}, zones {}, {}",
+                s(&list["version"]),
+                list["zones"]
+                    .as_array()
+                    .map(|z| z.iter().map(s).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                if list["matches_mount_targets"] == json!(true) {
+                    "matches the mount targets"
+                } else {
+                    "DIFFERS from the mount targets (the scaler's next run or `deployer up` fixes it)"
+                }
+            )
+        };
+        let _ = writeln!(out, "published list {}: {state}", s(&list["parameter"]));
+    }
+    let service = &status["service"];
+    if service.is_object() {
+        if let Some(e) = service["error"].as_str() {
+            let _ = writeln!(out, "router service: {e}");
+        } else {
+            let _ = writeln!(
+                out,
+                "router service: {}, {} of {} task(s) running",
+                s(&service["status"]),
+                s(&service["running"]),
+                s(&service["desired"])
+            );
+            for d in service["deployments"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "  deployment {} {} ({} running)",
+                    s(&d["id"]),
+                    s(&d["status"]),
+                    s(&d["running"])
+                );
+            }
+        }
+    }
+    let schedule = &status["schedule"];
+    if schedule.is_object() {
+        let _ = writeln!(
+            out,
+            "scaler schedule {}: {} {}",
+            s(&schedule["rule"]),
+            s(&schedule["state"]),
+            schedule["error"]
+                .as_str()
+                .map_or_else(|| s(&schedule["expression"]), str::to_string)
+        );
+    }
+    let alarms = status["alarms"].as_array().cloned().unwrap_or_default();
+    if alarms.is_empty() {
+        let _ = writeln!(out, "alarms: none found");
+    } else {
+        let _ = writeln!(out, "alarms:");
+        for a in alarms {
+            let _ = writeln!(out, "  {:<18} {}", s(&a["state"]), s(&a["name"]));
+        }
+    }
+    out
+}
+
+/// The stack's resources, or an error saying the environment is not deployed.
+pub async fn deployed_resources(
+    cfn: &aws_sdk_cloudformation::Client,
+    env: &Environment,
+) -> miette::Result<Vec<(String, String, String)>> {
+    let name = env.stack_name();
+    if cloudformation::describe(cfn, &name).await?.is_none() {
+        return Err(miette!(
+            help = format!("deploy it with `deployer up --env {}`", env.name),
+            "the stack {name} does not exist"
+        ));
+    }
+    Ok(cloudformation::resources(cfn, &name).await?)
+}
