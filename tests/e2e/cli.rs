@@ -31,3 +31,13 @@ pub fn text(output: &Output) -> String {
 pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
+
+/// A copy of the repository's environments to edit.
+pub fn environments_copy() -> tempfile::TempDir {
+    let envs = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), envs.path().join(entry.file_name())).unwrap();
+    }
+    envs
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod lifecycle;
 mod local_stack;
 mod package;
 mod replayed;

@@ -8,7 +8,7 @@ use deployer::config::Architecture;
 use deployer::package::elf;
 use harness::{MotoServer, Registry, find_tool, repo_root};
 
-use crate::cli::{as_refs, deployer, run, text};
+use crate::cli::{as_refs, deployer, environments_copy, run, text};
 
 fn artifacts(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("artifacts.json")).unwrap()).unwrap()
@@ -295,16 +295,6 @@ fn a_missing_cross_toolchain_is_named_with_its_install_command() {
             && stderr.contains("ziglang"),
         "{stderr}"
     );
-}
-
-/// A copy of the repository's environments to edit.
-fn environments_copy() -> tempfile::TempDir {
-    let envs = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(repo_root().join("environments")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), envs.path().join(entry.file_name())).unwrap();
-    }
-    envs
 }
 
 fn moto_log(moto: &MotoServer) -> String {

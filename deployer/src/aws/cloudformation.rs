@@ -13,6 +13,9 @@ const SERVICE: &str = "CloudFormation";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stack {
     pub name: String,
+    /// The stack's ARN: it still names the stack after deletion, when the name no
+    /// longer does.
+    pub id: String,
     pub status: String,
     pub reason: Option<String>,
     /// Output key and value, in the order CloudFormation gives them.
@@ -50,6 +53,7 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<Stack>, Erro
     match client.describe_stacks().stack_name(name).send().await {
         Ok(out) => Ok(out.stacks().first().map(|s| Stack {
             name: s.stack_name().unwrap_or(name).to_string(),
+            id: s.stack_id().unwrap_or(name).to_string(),
             status: s
                 .stack_status()
                 .map(|s| s.as_str().to_string())
@@ -422,13 +426,18 @@ pub async fn events_after(
     let mut events = Vec::new();
     let mut token: Option<String> = None;
     'pages: loop {
-        let out = client
+        let out = match client
             .describe_stack_events()
             .stack_name(stack)
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e)))?;
+        {
+            Ok(out) => out,
+            // Deleted, and named by name rather than id: no more events to show.
+            Err(e) if says(&e, "does not exist") => break,
+            Err(e) => return Err(Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e))),
+        };
         for e in out.stack_events() {
             let id = e.event_id().unwrap_or_default();
             if Some(id) == after {

@@ -27,18 +27,19 @@ pub async fn follow(
     every: Duration,
     progress: &Progress,
 ) -> Result<Stack, Error> {
-    let spinner = progress.spinner(&format!("{stack}: in progress"));
+    let label = stack_name(stack);
+    let spinner = progress.spinner(&format!("{label}: in progress"));
     let mut last = marker;
     let mut done = BTreeSet::new();
     let mut print = |events: Vec<Event>, last: &mut Option<String>| {
         for e in events {
-            if e.status.ends_with("_COMPLETE") && e.logical_id != stack {
+            if e.status.ends_with("_COMPLETE") && e.resource_type != "AWS::CloudFormation::Stack" {
                 done.insert(e.logical_id.clone());
             }
             progress.println(&spinner, &line(&e));
             *last = Some(e.id);
         }
-        spinner.set_message(format!("{stack}: {} resource(s) done", done.len()));
+        spinner.set_message(format!("{label}: {} resource(s) done", done.len()));
     };
     loop {
         let events = cloudformation::events_after(client, stack, last.as_deref()).await?;
@@ -58,6 +59,7 @@ pub async fn follow(
                 // A stack whose creation failed and was deleted, or one being deleted.
                 return Ok(Stack {
                     name: stack.to_string(),
+                    id: stack.to_string(),
                     status: "DELETE_COMPLETE".to_string(),
                     reason: None,
                     outputs: Vec::new(),
@@ -67,6 +69,15 @@ pub async fn follow(
             }
         }
     }
+}
+
+/// The name in a stack ARN (`arn:aws:cloudformation:R:A:stack/NAME/UUID`), or `stack`
+/// itself when it is a name.
+fn stack_name(stack: &str) -> &str {
+    stack
+        .split_once(":stack/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or(stack)
 }
 
 /// `10:00:29  CREATE_FAILED  Repository  AWS::ECR::Repository  reason`
@@ -95,6 +106,17 @@ fn clock(since_epoch: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arns_show_as_names() {
+        assert_eq!(
+            stack_name(
+                "arn:aws:cloudformation:ap-northeast-1:123456789012:stack/efs-autoscaler-prod/1f2e"
+            ),
+            "efs-autoscaler-prod"
+        );
+        assert_eq!(stack_name("efs-autoscaler-prod"), "efs-autoscaler-prod");
+    }
 
     #[test]
     fn an_event_is_one_line_with_utc_time_and_reason() {

@@ -65,7 +65,8 @@ pub fn run(
                 cloudformation::set_termination_protection(&cfn, &name, false).await?;
                 eprintln!("{name}: termination protection off");
             }
-            let marker = follow::marker(&cfn, &name).await?;
+            // Followed by id: once deleted, the name no longer finds the stack.
+            let marker = follow::marker(&cfn, &stack.id).await?;
             if let Err(e) = cloudformation::delete_stack(&cfn, &name).await {
                 // What `down` needs is the stack gone; an error with the stack gone
                 // anyway is reported and the teardown goes on.
@@ -75,7 +76,7 @@ pub fn run(
                 eprintln!("{name}: {e}; the stack is gone regardless");
             }
             eprintln!("{name}: deleting");
-            let settled = follow::follow(&cfn, &name, marker, POLL, &progress).await?;
+            let settled = follow::follow(&cfn, &stack.id, marker, POLL, &progress).await?;
             if settled.status != "DELETE_COMPLETE" {
                 let mut report = format!("{name} ended in {}", settled.status);
                 for f in cloudformation::failures(&cfn, &name).await? {

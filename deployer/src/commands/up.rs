@@ -135,6 +135,7 @@ pub fn run(
 fn empty(stack: &str) -> cloudformation::Stack {
     cloudformation::Stack {
         name: stack.to_string(),
+        id: String::new(),
         status: String::new(),
         reason: None,
         outputs: Vec::new(),

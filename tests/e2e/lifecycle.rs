@@ -1,0 +1,238 @@
+//! The whole lifecycle of the `local` environment against a moto server and a real
+//! registry, through the deployer binary as a user runs it: bootstrap, up, diff, a
+//! configuration change diffed and applied, the scaler adding a mount target, status,
+//! and down.
+
+use std::path::Path;
+use std::process::Output;
+
+use harness::{MotoServer, Registry};
+use serde_json::Value;
+
+use crate::cli::{as_refs, environments_copy, run, text};
+
+struct Env<'a> {
+    envs: &'a Path,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl Env<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--environments-dir", self.envs.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(&all, &as_refs(&self.vars))
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        out
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The stack's resources of one type (physical ids), as CloudFormation lists them.
+async fn physical_ids(sdk: &aws_config::SdkConfig, stack: &str, kind: &str) -> Vec<String> {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let out = cfn
+        .list_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap();
+    out.stack_resource_summaries()
+        .iter()
+        .filter(|r| r.resource_type() == Some(kind))
+        .filter_map(|r| r.physical_resource_id().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn bootstrap_up_diff_change_scale_status_down() {
+    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let registry = Registry::start().unwrap_or_else(|e| panic!("{e}"));
+    let envs = environments_copy();
+    let env = Env {
+        envs: envs.path(),
+        vars: vec![
+            ("AWS_ENDPOINT_URL", moto.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("DEPLOYER_REGISTRY_URL", registry.url()),
+        ],
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = deployer::config::load(envs.path(), "local").unwrap();
+    let stack = config.stack_name();
+    let sdk = rt.block_on(moto.sdk_config(&config.config.region));
+
+    env.ok(&["bootstrap", "--env", "local"]);
+
+    // Create: the change set is shown, executed and followed; the list is published.
+    let up = env.ok(&["up", "--env", "local", "--yes"]);
+    let log = stderr(&up);
+    assert!(
+        log.contains("+ FileSystem") && log.contains("AWS::EFS::FileSystem"),
+        "{log}"
+    );
+    assert!(log.contains("CREATE_COMPLETE"), "{log}");
+    assert!(log.contains("2 mount target(s), published"), "{log}");
+
+    // Nothing changed: diff says so and exits 0 with --exit-code; up changes nothing.
+    let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
+    assert!(stdout(&diff).contains("no changes"), "{}", text(&diff));
+    let again = env.ok(&["up", "--env", "local", "--yes"]);
+    assert!(
+        stderr(&again).contains(&format!("{stack}: no changes")),
+        "{}",
+        text(&again)
+    );
+
+    // A threshold change: the function's variable, exit 2, then applied.
+    let local = envs.path().join("local.yaml");
+    let yaml = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(&local, yaml + "\nscaler:\n  file_count_threshold: 50\n").unwrap();
+    let diff = env.run(&["diff", "--env", "local", "--exit-code"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", text(&diff));
+    let shown = stdout(&diff);
+    assert!(shown.contains("> ScalerFunction"), "{shown}");
+    assert!(
+        shown.contains(
+            "Properties.Environment.Variables.FILE_COUNT_THRESHOLD: \"100000\" -> \"50\""
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("scaler.file_count_threshold: 100000 -> 50"),
+        "{shown}"
+    );
+    let markdown = env.run(&["diff", "--env", "local", "--format", "markdown"]);
+    assert!(
+        stdout(&markdown).contains("| `>` | `ScalerFunction` |"),
+        "{}",
+        text(&markdown)
+    );
+    env.ok(&["up", "--env", "local", "--yes"]);
+    let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
+    assert!(stdout(&diff).contains("no changes"), "{}", text(&diff));
+
+    // The deployed function has the new threshold; the scaler, run once with its
+    // environment and a tiny threshold, adds the third mount target.
+    let (function, file_system) = rt.block_on(async {
+        (
+            physical_ids(&sdk, &stack, "AWS::Lambda::Function").await[0].clone(),
+            physical_ids(&sdk, &stack, "AWS::EFS::FileSystem").await[0].clone(),
+        )
+    });
+    let vars = rt.block_on(async {
+        aws_sdk_lambda::Client::new(&sdk)
+            .get_function_configuration()
+            .function_name(&function)
+            .send()
+            .await
+            .unwrap()
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(vars["FILE_COUNT_THRESHOLD"], "50");
+    let files = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        std::fs::write(files.path().join(format!("f{i}")), b"").unwrap();
+    }
+    let scaler = harness::cargo_bin("efs-autoscaler-runtime", "efs-scaler")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let scaled = std::process::Command::new(scaler)
+        .env_clear()
+        .envs(&vars)
+        .env("TARGET_DIRECTORY", files.path())
+        .env("FILE_COUNT_THRESHOLD", "1")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", &config.config.region)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .arg("run-once")
+        .output()
+        .unwrap();
+    assert_eq!(scaled.status.code(), Some(0), "{}", text(&scaled));
+    let result: Value = serde_json::from_slice(&scaled.stdout).unwrap();
+    assert_eq!(result["new_mount_target_created"], true, "{result}");
+    assert_eq!(result["parameter_updated"], true, "{result}");
+    assert_eq!(result["deployment_triggered"], true, "{result}");
+
+    // Status: three targets, one the scaler's, the list matching, the service redeployed.
+    let status = env.ok(&["status", "--env", "local", "--output", "json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let targets = status["mount_targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3, "{status}");
+    assert_eq!(
+        targets.iter().filter(|t| t["added_by"] == "scaler").count(),
+        1,
+        "{status}"
+    );
+    assert_eq!(
+        status["published_list"]["matches_mount_targets"], true,
+        "{status}"
+    );
+    assert_eq!(
+        status["published_list"]["zones"].as_array().unwrap().len(),
+        3
+    );
+    assert!(
+        status["service"]["deployments"].as_array().unwrap().len() >= 1,
+        "{status}"
+    );
+    assert_eq!(status["schedule"]["state"], "ENABLED", "{status}");
+    let status_text = env.ok(&["status", "--env", "local"]);
+    assert!(
+        stdout(&status_text).contains("3 mount target(s)"),
+        "{}",
+        text(&status_text)
+    );
+
+    // Down: no stack, no scaler-made target, no parameter; the bootstrap stack stays.
+    let refused = env.run(&["down", "--env", "local"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(stderr(&refused).contains("--yes"), "{}", text(&refused));
+    let down = env.ok(&["down", "--env", "local", "--yes"]);
+    assert!(
+        stderr(&down).contains("added by the scaler"),
+        "{}",
+        text(&down)
+    );
+    rt.block_on(async {
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let stacks = cfn.describe_stacks().stack_name(&stack).send().await;
+        assert!(stacks.is_err(), "stack {stack} still exists: {stacks:?}");
+        let bootstrap = cfn
+            .describe_stacks()
+            .stack_name(config.bootstrap_stack_name())
+            .send()
+            .await;
+        assert!(bootstrap.is_ok(), "the bootstrap stack must stay");
+        let efs = aws_sdk_efs::Client::new(&sdk);
+        let left = efs
+            .describe_mount_targets()
+            .file_system_id(&file_system)
+            .send()
+            .await
+            .map(|o| o.mount_targets().len())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "mount targets left on {file_system}");
+        let parameter = aws_sdk_ssm::Client::new(&sdk)
+            .get_parameter()
+            .name(config.ssm_parameter_name())
+            .send()
+            .await;
+        assert!(parameter.is_err(), "the parameter is left: {parameter:?}");
+    });
+}
