@@ -224,3 +224,426 @@ fn lasting_throttling_is_a_clear_error() {
     assert_eq!(replay.actions().len(), 3, "AWS_MAX_ATTEMPTS=3: {report}");
     assert!(writes(&replay).is_empty());
 }
+
+// ---- deployer up ----------------------------------------------------------------------
+
+fn main_stack() -> String {
+    deployer::config::load(&repo_root().join("environments"), "local")
+        .unwrap()
+        .stack_name()
+}
+
+const CHANGE_SET: &str =
+    "arn:aws:cloudformation:ap-northeast-1:123456789012:changeSet/deployer-1/abc";
+
+/// The calls every `up` makes before its change set: the bootstrap stack's outputs, the
+/// stack's state, and the artifacts found already uploaded (S3 HEAD, ECR DescribeImages).
+fn before_change_set(status: &str) -> Vec<harness::Reply> {
+    let boot = bootstrap_stack();
+    let mut bootstrap = Stack::new(&boot, "CREATE_COMPLETE");
+    bootstrap.outputs = vec![
+        (
+            "ArtifactBucketName".into(),
+            "efs-autoscaler-artifacts-123456789012-ap-northeast-1".into(),
+        ),
+        ("RepositoryName".into(), "efs-autoscaler/router".into()),
+        (
+            "RepositoryUri".into(),
+            "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/efs-autoscaler/router".into(),
+        ),
+    ];
+    vec![
+        cfn::describe(&bootstrap),
+        cfn::describe(&Stack::new(&main_stack(), status)),
+        harness::Reply::rest("HEAD", 200),
+        harness::Reply::json(
+            "DescribeImages",
+            200,
+            serde_json::json!({"imageDetails": [{
+                "registryId": "123456789012",
+                "repositoryName": "efs-autoscaler/router",
+                "imageDigest": format!("sha256:{}", "0".repeat(64)),
+            }]}),
+        ),
+    ]
+}
+
+fn up(replay: &AwsReplay, extra: &[&str]) -> std::process::Output {
+    let env = replay.env();
+    let mut args = vec!["up", "--env", "local"];
+    args.extend_from_slice(extra);
+    run(&args, &as_refs(&env))
+}
+
+/// An update whose change set replaces the task definition, executed and followed: each
+/// stack event is one line as it arrives; the resource fails and the stack rolls back;
+/// the report names the resource, the reason and the rollback state; exit 1.
+#[test]
+fn up_shows_progress_and_reports_a_failed_update_with_its_rollback() {
+    let name = main_stack();
+    let mut replies = before_change_set("UPDATE_COMPLETE");
+    let user = Event::new(
+        &name,
+        "AWS::CloudFormation::Stack",
+        "UPDATE_IN_PROGRESS",
+        100,
+    )
+    .reason("User Initiated");
+    let old = Event::new(&name, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", 10);
+    let task_failed = "Resource handler returned message: \"Invalid request provided: Create TaskDefinition: Fargate requires task definition to have execution role ARN to support ECR images.\" (HandlerErrorCode: InvalidRequest)";
+    replies.extend([
+        cfn::create_change_set(&name, CHANGE_SET),
+        cfn::describe_change_set(
+            &name,
+            CHANGE_SET,
+            "CREATE_COMPLETE",
+            None,
+            &[cfn::Change {
+                logical_id: "TaskDefinition".into(),
+                resource_type: "AWS::ECS::TaskDefinition".into(),
+                action: "Modify".into(),
+                replacement: Some("True".into()),
+                properties: vec![("ContainerDefinitions".into(), true)],
+            }],
+        ),
+        cfn::get_template(&bootstrap_template()),
+        cfn::stack_events(&name, std::slice::from_ref(&old)),
+        cfn::stack_events(
+            &name,
+            &[
+                Event::new(
+                    &name,
+                    "AWS::CloudFormation::Stack",
+                    "UPDATE_ROLLBACK_COMPLETE",
+                    140,
+                ),
+                Event::new(
+                    "TaskDefinition",
+                    "AWS::ECS::TaskDefinition",
+                    "UPDATE_FAILED",
+                    120,
+                )
+                .reason(task_failed),
+                Event::new(
+                    "TaskDefinition",
+                    "AWS::ECS::TaskDefinition",
+                    "UPDATE_IN_PROGRESS",
+                    110,
+                ),
+                user.clone(),
+                old.clone(),
+            ],
+        ),
+        cfn::empty("ExecuteChangeSet"),
+        cfn::describe(&Stack::new(&name, "UPDATE_IN_PROGRESS")),
+        cfn::describe(
+            &Stack::new(&name, "UPDATE_ROLLBACK_COMPLETE")
+                .reason("The following resource(s) failed to update: [TaskDefinition]."),
+        ),
+    ]);
+    let replay = AwsReplay::start(replies).unwrap();
+    let out = up(&replay, &["--yes"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The change set, with AWS's replacement flag.
+    assert!(
+        stderr.contains("> TaskDefinition") && stderr.contains("REPLACED"),
+        "{report}"
+    );
+    // Progress: one line per event, in order, with the reason.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("10:01:") || l.starts_with("10:02:"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{report}");
+    assert!(lines[0].contains("UPDATE_IN_PROGRESS") && lines[0].contains("User Initiated"));
+    assert!(lines[1].contains("UPDATE_IN_PROGRESS") && lines[1].contains("TaskDefinition"));
+    assert!(lines[2].contains("UPDATE_FAILED") && lines[2].contains("execution role ARN"));
+    assert!(lines[3].contains("UPDATE_ROLLBACK_COMPLETE"));
+    // The report: the failed resource, the state, the way on.
+    assert!(
+        stderr.contains("TaskDefinition (AWS::ECS::TaskDefinition): UPDATE_FAILED"),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("ended in UPDATE_ROLLBACK_COMPLETE"),
+        "{report}"
+    );
+    assert!(stderr.contains("previous version"), "{report}");
+    assert_eq!(writes(&replay), ["ExecuteChangeSet"]);
+}
+
+/// A change set CloudFormation cannot create: its reason, exit 1, the change set
+/// deleted, nothing executed.
+#[test]
+fn up_reports_a_change_set_that_fails_to_create() {
+    let name = main_stack();
+    let mut replies = before_change_set("UPDATE_COMPLETE");
+    replies.extend([
+        cfn::create_change_set(&name, CHANGE_SET),
+        cfn::describe_change_set(
+            &name,
+            CHANGE_SET,
+            "FAILED",
+            Some("Template error: instance of Fn::GetAtt references undefined resource Missing"),
+            &[],
+        ),
+        cfn::get_template(&bootstrap_template()),
+        cfn::empty("DeleteChangeSet"),
+    ]);
+    let replay = AwsReplay::start(replies).unwrap();
+    let out = up(&replay, &["--yes"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("could not create a change set")
+            && report.contains("undefined resource Missing"),
+        "{report}"
+    );
+    assert!(
+        replay.actions().contains(&"DeleteChangeSet".to_string()),
+        "{:?}",
+        replay.actions()
+    );
+    assert!(writes(&replay).is_empty(), "{:?}", replay.actions());
+}
+
+/// Nothing to change: "no changes", the empty change set deleted, exit 0, and no write
+/// call but that deletion (the list and protection are already as configured).
+#[test]
+fn up_with_nothing_to_change_deletes_the_empty_change_set() {
+    let name = main_stack();
+    let mut replies = before_change_set("UPDATE_COMPLETE");
+    replies.extend([
+        cfn::create_change_set(&name, CHANGE_SET),
+        cfn::describe_change_set(
+            &name,
+            CHANGE_SET,
+            "FAILED",
+            Some("The submitted information didn't contain changes. Submit different information to create a change set."),
+            &[],
+        ),
+        cfn::get_template(&bootstrap_template()),
+        cfn::empty("DeleteChangeSet"),
+    ]);
+    // The list as published already matches the file system's one mount target.
+    replies.extend(published_and_actual());
+    let replay = AwsReplay::start(replies).unwrap();
+    let out = up(&replay, &["--yes"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains(&format!("{name}: no changes")), "{report}");
+    assert!(report.contains("1 mount target(s), up to date"), "{report}");
+    let actions = replay.actions();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "DeleteChangeSet").count(),
+        1,
+        "{actions:?}"
+    );
+    assert!(writes(&replay).is_empty(), "{actions:?}");
+    assert!(!actions.iter().any(|a| a == "PutParameter"), "{actions:?}");
+}
+
+/// The stack's file system with one available mount target, and the SSM list equal to
+/// it.
+fn published_and_actual() -> Vec<harness::Reply> {
+    let list = runtime::model::MountTargetList::new(vec![runtime::model::MountTarget {
+        mount_target_id: "fsmt-0000000a".into(),
+        ip_address: "10.0.1.4".parse().unwrap(),
+        availability_zone: "ap-northeast-1a".into(),
+        subnet_id: "subnet-0000000a".into(),
+    }])
+    .unwrap();
+    let parameter = harness::Reply::json(
+        "GetParameter",
+        200,
+        serde_json::json!({"Parameter": {
+            "Name": "/efs-autoscaler/local/mount-targets",
+            "Type": "String",
+            "Value": list.to_canonical_json().unwrap(),
+            "Version": 3,
+        }}),
+    );
+    vec![
+        cfn::list_stack_resources(&[("FileSystem", "AWS::EFS::FileSystem", "fs-0000000a")]),
+        harness::Reply::rest_json(
+            "GET",
+            200,
+            serde_json::json!({"MountTargets": [{
+                "OwnerId": "123456789012",
+                "MountTargetId": "fsmt-0000000a",
+                "FileSystemId": "fs-0000000a",
+                "SubnetId": "subnet-0000000a",
+                "LifeCycleState": "available",
+                "IpAddress": "10.0.1.4",
+                "AvailabilityZoneName": "ap-northeast-1a",
+                "VpcId": "vpc-0000000a",
+            }]}),
+        ),
+        parameter,
+    ]
+}
+
+/// Ctrl-C while the stack deploys: the deployer stops following, says the stack keeps
+/// going and how to follow it, exits 130, and cancels nothing.
+#[test]
+fn ctrl_c_during_execution_leaves_the_stack_deploying() {
+    let name = main_stack();
+    let mut replies = before_change_set("UPDATE_COMPLETE");
+    let old = Event::new(&name, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", 10);
+    replies.extend([
+        cfn::create_change_set(&name, CHANGE_SET),
+        cfn::describe_change_set(
+            &name,
+            CHANGE_SET,
+            "CREATE_COMPLETE",
+            None,
+            &[cfn::Change {
+                logical_id: "ScalerFunction".into(),
+                resource_type: "AWS::Lambda::Function".into(),
+                action: "Modify".into(),
+                replacement: Some("False".into()),
+                properties: vec![("Environment".into(), false)],
+            }],
+        ),
+        cfn::get_template(&bootstrap_template()),
+        cfn::stack_events(&name, std::slice::from_ref(&old)),
+        cfn::empty("ExecuteChangeSet"),
+        cfn::describe(&Stack::new(&name, "UPDATE_IN_PROGRESS")),
+    ]);
+    let replay = AwsReplay::start(replies).unwrap();
+    let env = replay.env();
+    let mut command = std::process::Command::new(crate::cli::deployer());
+    command
+        .current_dir(repo_root())
+        .args(["up", "--env", "local", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in &env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !replay.actions().contains(&"ExecuteChangeSet".to_string()) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "never executed: {:?}",
+            replay.actions()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{report}");
+    assert!(
+        report.contains("keeps deploying") && report.contains("deployer status --env local"),
+        "{report}"
+    );
+    assert_eq!(writes(&replay), ["ExecuteChangeSet"], "nothing cancelled");
+    assert!(!replay.actions().iter().any(|a| a == "CancelUpdateStack"));
+}
+
+/// A stack whose creation failed cannot take a change set: say how to get out.
+#[test]
+fn up_on_a_stack_in_rollback_complete_says_what_to_do() {
+    let replay = AwsReplay::start(before_change_set("ROLLBACK_COMPLETE")).unwrap();
+    let out = up(&replay, &["--yes"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("ROLLBACK_COMPLETE") && report.contains("deployer down --env local"),
+        "{report}"
+    );
+    assert!(writes(&replay).is_empty());
+    assert!(!replay.actions().contains(&"CreateChangeSet".to_string()));
+}
+
+/// The credentials' account is not the environment's: stop before any change, naming
+/// both accounts.
+#[test]
+fn up_refuses_another_account() {
+    let envs = crate::cli::environments_copy();
+    let local = envs.path().join("local.yaml");
+    let yaml = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(&local, format!("account_id: \"111122223333\"\n{yaml}")).unwrap();
+    let replay = AwsReplay::start([harness::Reply::xml(
+        "GetCallerIdentity",
+        200,
+        "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <GetCallerIdentityResult><Arn>arn:aws:iam::999988887777:user/dev</Arn>\
+         <UserId>AIDAEXAMPLE</UserId><Account>999988887777</Account></GetCallerIdentityResult>\
+         <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+            .to_string(),
+    )])
+    .unwrap();
+    let env = replay.env();
+    let out = run(
+        &[
+            "--environments-dir",
+            envs.path().to_str().unwrap(),
+            "up",
+            "--env",
+            "local",
+            "--yes",
+        ],
+        &as_refs(&env),
+    );
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("111122223333") && report.contains("999988887777"),
+        "{report}"
+    );
+    assert_eq!(replay.actions(), ["GetCallerIdentity"]);
+}
+
+/// Another region than the environment's: refused before any AWS call.
+#[test]
+fn up_refuses_another_region() {
+    let replay = AwsReplay::start([]).unwrap();
+    let out = up(&replay, &["--yes", "--region", "us-east-1"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("us-east-1") && report.contains("ap-northeast-1"),
+        "{report}"
+    );
+    assert!(replay.actions().is_empty(), "{:?}", replay.actions());
+}
+
+/// A protected environment off a terminal without --yes: an error before any AWS call.
+#[test]
+fn up_on_prod_off_a_terminal_needs_yes() {
+    let replay = AwsReplay::start([]).unwrap();
+    let env = replay.env();
+    let out = run(&["up", "--env", "prod"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("--yes") && report.contains("terminal"),
+        "{report}"
+    );
+    assert!(replay.actions().is_empty(), "{:?}", replay.actions());
+}
+
+/// An environment that does not exist: named with the ones that do, no AWS call.
+#[test]
+fn up_with_an_unknown_environment_names_the_known_ones() {
+    let replay = AwsReplay::start([]).unwrap();
+    let env = replay.env();
+    let out = run(&["up", "--env", "prdo", "--yes"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("prdo") && report.contains("prod"),
+        "{report}"
+    );
+    assert!(replay.actions().is_empty());
+}

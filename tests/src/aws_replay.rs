@@ -4,20 +4,19 @@
 //! the hand-written bodies exactly as it parses AWS's, so a body that drifts from AWS's
 //! wire format fails the test instead of passing silently.
 //!
-//! Replies are queued per API action and served in order; the last one of an action
-//! repeats, so polling loops end on it. A call nobody scripted gets a 400 naming it,
+//! Replies are matched by API action (and optionally by text in the request) and
+//! served in order; the last matching one repeats, so polling loops end on it. A call nobody scripted gets a 400 naming it,
 //! which the deployer reports, so the test sees which call it did not expect.
 
 pub mod cloudformation;
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::HarnessError;
@@ -26,6 +25,9 @@ use crate::HarnessError;
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub action: String,
+    /// Text the request body must contain for this reply (e.g. `StackName=NAME`), to
+    /// tell apart calls of one action about different things.
+    pub when: Option<String>,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -36,6 +38,7 @@ impl Reply {
     pub fn xml(action: &str, status: u16, body: String) -> Reply {
         Reply {
             action: action.to_string(),
+            when: None,
             status,
             content_type: "text/xml",
             body,
@@ -46,10 +49,39 @@ impl Reply {
     pub fn json(action: &str, status: u16, body: serde_json::Value) -> Reply {
         Reply {
             action: action.to_string(),
+            when: None,
             status,
             content_type: "application/x-amz-json-1.1",
             body: body.to_string(),
         }
+    }
+
+    /// A REST call (S3), matched by HTTP method: `HEAD`, `PUT`, ….
+    pub fn rest(method: &str, status: u16) -> Reply {
+        Reply {
+            action: method.to_string(),
+            when: None,
+            status,
+            content_type: "application/xml",
+            body: String::new(),
+        }
+    }
+
+    /// A REST call answered with JSON (EFS).
+    pub fn rest_json(method: &str, status: u16, body: serde_json::Value) -> Reply {
+        Reply {
+            action: method.to_string(),
+            when: None,
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+        }
+    }
+
+    /// Only for requests whose body contains `text`.
+    pub fn when(mut self, text: &str) -> Reply {
+        self.when = Some(text.to_string());
+        self
     }
 }
 
@@ -63,8 +95,24 @@ pub struct Received {
 
 #[derive(Debug, Default)]
 struct Script {
-    replies: HashMap<String, VecDeque<Reply>>,
+    replies: Vec<Reply>,
     received: Vec<Received>,
+}
+
+impl Script {
+    /// The first scripted reply for this request; consumed unless it is the last one
+    /// that matches (which then answers every later request alike).
+    fn take(&mut self, action: &str, body: &str) -> Option<Reply> {
+        let matches =
+            |r: &Reply| r.action == action && r.when.as_deref().is_none_or(|w| body.contains(w));
+        let first = self.replies.iter().position(matches)?;
+        let more = self.replies[first + 1..].iter().any(matches);
+        Some(if more {
+            self.replies.remove(first)
+        } else {
+            self.replies[first].clone()
+        })
+    }
 }
 
 /// The endpoint, serving on a free loopback port from its own thread until dropped (the
@@ -83,15 +131,10 @@ fn lock(m: &Mutex<Script>) -> std::sync::MutexGuard<'_, Script> {
 
 impl AwsReplay {
     pub fn start(replies: impl IntoIterator<Item = Reply>) -> Result<AwsReplay, HarnessError> {
-        let mut script = Script::default();
-        for reply in replies {
-            script
-                .replies
-                .entry(reply.action.clone())
-                .or_default()
-                .push_back(reply);
-        }
-        let script = Arc::new(Mutex::new(script));
+        let script = Arc::new(Mutex::new(Script {
+            replies: replies.into_iter().collect(),
+            received: Vec::new(),
+        }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(crate::io("binding the replay endpoint"))?;
         listener
@@ -166,38 +209,34 @@ impl Drop for AwsReplay {
     }
 }
 
-/// The action of a request: `Action=` of a query-protocol form, or the operation in
-/// `X-Amz-Target` (`Service_Version.Operation`) of a JSON-protocol call.
-fn action_of(headers: &HeaderMap, body: &str) -> String {
+/// The action of a request: `Action=` of a query-protocol form, the operation in
+/// `X-Amz-Target` (`Service_Version.Operation`) of a JSON-protocol call, else the HTTP
+/// method (REST: S3).
+fn action_of(method: &Method, headers: &HeaderMap, body: &str) -> String {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return target.rsplit('.').next().unwrap_or(target).to_string();
     }
     body.split('&')
         .find_map(|pair| pair.strip_prefix("Action="))
-        .unwrap_or("")
-        .to_string()
+        .map_or_else(|| method.as_str().to_string(), str::to_string)
 }
 
 async fn answer(
     State(script): State<Arc<Mutex<Script>>>,
+    method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body = String::from_utf8_lossy(&body).into_owned();
-    let action = action_of(&headers, &body);
+    let action = action_of(&method, &headers, &body);
     let reply = {
         let mut script = lock(&script);
+        let reply = script.take(&action, &body);
         script.received.push(Received {
             action: action.clone(),
             body,
         });
-        script.replies.get_mut(&action).and_then(|queue| {
-            if queue.len() > 1 {
-                queue.pop_front()
-            } else {
-                queue.front().cloned()
-            }
-        })
+        reply
     };
     match reply {
         Some(reply) => (

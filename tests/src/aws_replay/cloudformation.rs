@@ -192,11 +192,14 @@ impl Event {
             format!("<ResourceStatusReason>{}</ResourceStatusReason>", escape(r))
         });
         format!(
-            "<member><EventId>event-{n}</EventId><StackName>{}</StackName><StackId>{}</StackId>\
+            "<member><EventId>{}-{}-{}-{n}</EventId><StackName>{}</StackName><StackId>{}</StackId>\
              <LogicalResourceId>{}</LogicalResourceId><PhysicalResourceId></PhysicalResourceId>\
              <ResourceType>{}</ResourceType>\
              <Timestamp>2026-11-23T10:{:02}:{:02}.000Z</Timestamp>\
              <ResourceStatus>{}</ResourceStatus>{reason}</member>",
+            escape(&self.logical_id),
+            escape(&self.status),
+            self.second,
             escape(stack),
             escape(&stack_id(stack)),
             escape(&self.logical_id),
@@ -221,6 +224,129 @@ pub fn stack_events(stack: &str, events: &[Event]) -> Reply {
         response(
             "DescribeStackEvents",
             &format!("<StackEvents>{members}</StackEvents>"),
+        ),
+    )
+}
+
+/// DescribeStacks for the stack named `name` only.
+pub fn describe(stack: &Stack) -> Reply {
+    describe_stacks(stack).when(&format!("StackName={}", stack.name))
+}
+
+pub fn create_change_set(stack: &str, id: &str) -> Reply {
+    Reply::xml(
+        "CreateChangeSet",
+        200,
+        response(
+            "CreateChangeSet",
+            &format!(
+                "<Id>{}</Id><StackId>{}</StackId>",
+                escape(id),
+                escape(&stack_id(stack))
+            ),
+        ),
+    )
+}
+
+/// A resource change of a change set: action, replacement (`True`, `False`,
+/// `Conditional`) and the changed property names with whether each recreates.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub action: String,
+    pub replacement: Option<String>,
+    pub properties: Vec<(String, bool)>,
+}
+
+impl Change {
+    fn xml(&self) -> String {
+        let replacement = self.replacement.as_deref().map_or(String::new(), |r| {
+            format!("<Replacement>{}</Replacement>", escape(r))
+        });
+        let details: String = self
+            .properties
+            .iter()
+            .map(|(name, recreates)| {
+                format!(
+                    "<member><Target><Attribute>Properties</Attribute><Name>{}</Name>\
+                     <RequiresRecreation>{}</RequiresRecreation></Target>\
+                     <Evaluation>Static</Evaluation><ChangeSource>DirectModification</ChangeSource></member>",
+                    escape(name),
+                    if *recreates { "Always" } else { "Never" }
+                )
+            })
+            .collect();
+        format!(
+            "<member><Type>Resource</Type><ResourceChange><Action>{}</Action>\
+             <LogicalResourceId>{}</LogicalResourceId><ResourceType>{}</ResourceType>\
+             {replacement}<Scope><member>Properties</member></Scope><Details>{details}</Details>\
+             </ResourceChange></member>",
+            escape(&self.action),
+            escape(&self.logical_id),
+            escape(&self.resource_type),
+        )
+    }
+}
+
+/// DescribeChangeSet: `status` (`CREATE_COMPLETE`, `FAILED`, …) with its reason and
+/// changes.
+pub fn describe_change_set(
+    stack: &str,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+    changes: &[Change],
+) -> Reply {
+    let reason = reason.map_or(String::new(), |r| {
+        format!("<StatusReason>{}</StatusReason>", escape(r))
+    });
+    let members: String = changes.iter().map(Change::xml).collect();
+    Reply::xml(
+        "DescribeChangeSet",
+        200,
+        response(
+            "DescribeChangeSet",
+            &format!(
+                "<ChangeSetId>{}</ChangeSetId><ChangeSetName>deployer</ChangeSetName>\
+                 <StackId>{}</StackId><StackName>{}</StackName>\
+                 <ExecutionStatus>AVAILABLE</ExecutionStatus><Status>{}</Status>{reason}\
+                 <Changes>{members}</Changes>",
+                escape(id),
+                escape(&stack_id(stack)),
+                escape(stack),
+                escape(status),
+            ),
+        ),
+    )
+}
+
+/// An action that answers with an empty result (ExecuteChangeSet, DeleteChangeSet, …).
+pub fn empty(action: &str) -> Reply {
+    Reply::xml(action, 200, response(action, ""))
+}
+
+/// ListStackResources answering with (logical id, type, physical id).
+pub fn list_stack_resources(resources: &[(&str, &str, &str)]) -> Reply {
+    let members: String = resources
+        .iter()
+        .map(|(logical, kind, physical)| {
+            format!(
+                "<member><LogicalResourceId>{}</LogicalResourceId><PhysicalResourceId>{}</PhysicalResourceId>\
+                 <ResourceType>{}</ResourceType><LastUpdatedTimestamp>2026-11-23T10:00:00.000Z</LastUpdatedTimestamp>\
+                 <ResourceStatus>UPDATE_COMPLETE</ResourceStatus></member>",
+                escape(logical),
+                escape(physical),
+                escape(kind)
+            )
+        })
+        .collect();
+    Reply::xml(
+        "ListStackResources",
+        200,
+        response(
+            "ListStackResources",
+            &format!("<StackResourceSummaries>{members}</StackResourceSummaries>"),
         ),
     )
 }
