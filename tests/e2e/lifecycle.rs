@@ -188,7 +188,10 @@ fn bootstrap_up_diff_change_scale_status_down() {
         3
     );
     assert!(
-        !status["service"]["deployments"].as_array().unwrap().is_empty(),
+        !status["service"]["deployments"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
         "{status}"
     );
     assert_eq!(status["schedule"]["state"], "ENABLED", "{status}");

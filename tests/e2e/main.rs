@@ -6,6 +6,7 @@
 
 mod cli;
 mod lifecycle;
+mod local_script;
 mod local_stack;
 mod package;
 mod replayed;
