@@ -12,6 +12,7 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::cache::Cache;
 use super::hex;
 
 /// The image contract with the task definition (templates/partials/service.yaml.hbs).
@@ -73,15 +74,29 @@ pub struct Image {
 }
 
 impl Image {
-    pub fn build(binary: &[u8], meta: &ImageMeta<'_>) -> std::io::Result<Image> {
-        let tar = layer_tar(binary)?;
-        let diff_id = format!("sha256:{}", hex(&Sha256::digest(&tar)));
-        let mut gz = GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(Vec::new(), Compression::best());
-        std::io::Write::write_all(&mut gz, &tar)?;
-        let layer = Blob::new(LAYER_MEDIA_TYPE, gz.finish()?);
+    pub fn build(binary: &[u8], meta: &ImageMeta<'_>, cache: &Cache) -> std::io::Result<Image> {
+        // The layer (binary, CA bundle, users) depends on the binary and this file's code
+        // only; the cached value is the tar's digest (the diff id) and the gzip.
+        let certificates = ca_bundle();
+        let cached = cache.get_or_make(
+            "layer",
+            &[binary, certificates.as_bytes(), include_bytes!("image.rs")],
+            || {
+                let tar = layer_tar(binary, &certificates)?;
+                let mut gz = GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(Sha256::digest(&tar).to_vec(), Compression::best());
+                std::io::Write::write_all(&mut gz, &tar)?;
+                gz.finish()
+            },
+        )?;
+        if cached.len() < 32 {
+            return Err(std::io::Error::other("a damaged layer cache entry"));
+        }
+        let (tar_digest, gz) = cached.split_at(32);
+        let diff_id = format!("sha256:{}", hex(tar_digest));
+        let layer = Blob::new(LAYER_MEDIA_TYPE, gz.to_vec());
 
         let config = json!({
             "created": EPOCH,
@@ -162,12 +177,11 @@ fn to_json(value: &serde_json::Value) -> Vec<u8> {
 }
 
 /// The layer's file system, as an uncompressed tar.
-fn layer_tar(binary: &[u8]) -> std::io::Result<Vec<u8>> {
+fn layer_tar(binary: &[u8], certificates: &str) -> std::io::Result<Vec<u8>> {
     let passwd = format!(
         "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{USER_ID}:{USER_ID}:nonroot:/home/nonroot:/sbin/nologin\n"
     );
     let group = format!("root:x:0:\nnonroot:x:{USER_ID}:\n");
-    let certificates = ca_bundle();
     // (path, contents or None for a directory, mode, owner)
     let mut entries: Vec<(&str, Option<&[u8]>, u32, u64)> = vec![
         ("etc/", None, 0o755, 0),
@@ -239,6 +253,23 @@ mod tests {
 
     use super::*;
 
+    /// A cache in a new temporary directory, so each build makes its artifact anew.
+    fn fresh_cache() -> (Cache, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Cache::new(dir.path()), dir)
+    }
+
+    #[test]
+    fn a_cached_layer_gives_the_same_image() {
+        let (cache, dir) = fresh_cache();
+        let made = Image::build(b"the router", &meta(), &cache).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("deployer-cache")).unwrap().count(), 1);
+        let cached = Image::build(b"the router", &meta(), &cache).unwrap();
+        assert_eq!(made.manifest.digest, cached.manifest.digest);
+        assert_eq!(made.layer.bytes, cached.layer.bytes);
+        assert_eq!(made.config.bytes, cached.config.bytes);
+    }
+
     fn meta() -> ImageMeta<'static> {
         ImageMeta {
             architecture: "arm64",
@@ -250,18 +281,18 @@ mod tests {
 
     #[test]
     fn the_same_binary_gives_the_same_digest() {
-        let a = Image::build(b"binary one", &meta()).unwrap();
-        let b = Image::build(b"binary one", &meta()).unwrap();
+        let a = Image::build(b"binary one", &meta(), &fresh_cache().0).unwrap();
+        let b = Image::build(b"binary one", &meta(), &fresh_cache().0).unwrap();
         assert_eq!(a.manifest.digest, b.manifest.digest);
         assert_eq!(a.layer.bytes, b.layer.bytes);
-        let c = Image::build(b"binary two", &meta()).unwrap();
+        let c = Image::build(b"binary two", &meta(), &fresh_cache().0).unwrap();
         assert_ne!(a.manifest.digest, c.manifest.digest);
         assert_ne!(a.layer.digest, c.layer.digest);
     }
 
     #[test]
     fn config_names_entrypoint_user_architecture_and_revision() {
-        let image = Image::build(b"x", &meta()).unwrap();
+        let image = Image::build(b"x", &meta(), &fresh_cache().0).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
         assert_eq!(config["architecture"], "arm64");
         assert_eq!(config["os"], "linux");
@@ -291,7 +322,7 @@ mod tests {
 
     #[test]
     fn layer_holds_the_binary_certificates_and_user() {
-        let image = Image::build(b"the router", &meta()).unwrap();
+        let image = Image::build(b"the router", &meta(), &fresh_cache().0).unwrap();
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&image.layer.bytes[..]));
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
@@ -333,7 +364,7 @@ mod tests {
     #[test]
     fn layout_is_readable_as_an_oci_layout() {
         let dir = tempfile::tempdir().unwrap();
-        let image = Image::build(b"x", &meta()).unwrap();
+        let image = Image::build(b"x", &meta(), &fresh_cache().0).unwrap();
         image.write_layout(dir.path(), "test").unwrap();
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();

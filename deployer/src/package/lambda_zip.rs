@@ -10,6 +10,7 @@ use std::io::{Cursor, Write};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use super::cache::Cache;
 use super::hex;
 
 /// A built Lambda zip and its content hash.
@@ -22,7 +23,15 @@ pub struct LambdaZip {
 
 impl LambdaZip {
     /// Zips `binary` as `bootstrap` (mode 0755: Lambda executes it as is).
-    pub fn build(binary: &[u8]) -> Result<Self, zip::result::ZipError> {
+    pub fn build(binary: &[u8], cache: &Cache) -> Result<Self, zip::result::ZipError> {
+        let bytes = cache.get_or_make("zip", &[binary, include_bytes!("lambda_zip.rs")], || {
+            Self::zip(binary)
+        })?;
+        let digest = Sha256::digest(&bytes).into();
+        Ok(LambdaZip { bytes, digest })
+    }
+
+    fn zip(binary: &[u8]) -> Result<Vec<u8>, zip::result::ZipError> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
@@ -31,9 +40,7 @@ impl LambdaZip {
             .last_modified_time(zip::DateTime::default());
         zip.start_file("bootstrap", options)?;
         zip.write_all(binary)?;
-        let bytes = zip.finish()?.into_inner();
-        let digest = Sha256::digest(&bytes).into();
-        Ok(LambdaZip { bytes, digest })
+        Ok(zip.finish()?.into_inner())
     }
 
     /// The digest in lower-case hex.
@@ -59,23 +66,29 @@ mod tests {
 
     use super::*;
 
+    /// A cache in a new temporary directory, so each build makes its artifact anew.
+    fn fresh_cache() -> (Cache, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Cache::new(dir.path()), dir)
+    }
+
     #[test]
     fn the_same_binary_gives_the_same_bytes() {
         let binary = b"\x7fELF not really, but any bytes will do".repeat(1000);
-        let a = LambdaZip::build(&binary).unwrap();
-        let b = LambdaZip::build(&binary).unwrap();
+        let a = LambdaZip::build(&binary, &fresh_cache().0).unwrap();
+        let b = LambdaZip::build(&binary, &fresh_cache().0).unwrap();
         assert_eq!(a.bytes, b.bytes);
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.key(), format!("scaler/{}.zip", a.sha256()));
         assert_eq!(a.sha256(), hex(&Sha256::digest(&a.bytes)));
-        let other = LambdaZip::build(b"another binary").unwrap();
+        let other = LambdaZip::build(b"another binary", &fresh_cache().0).unwrap();
         assert_ne!(other.digest, a.digest);
     }
 
     #[test]
     fn it_holds_one_executable_bootstrap() {
         let binary = b"#!/bin/true\n".repeat(100);
-        let zip = LambdaZip::build(&binary).unwrap();
+        let zip = LambdaZip::build(&binary, &fresh_cache().0).unwrap();
         let mut archive = zip::ZipArchive::new(Cursor::new(zip.bytes)).unwrap();
         assert_eq!(archive.len(), 1);
         let mut entry = archive.by_index(0).unwrap();

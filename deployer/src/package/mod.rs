@@ -7,6 +7,7 @@
 //!   right architecture.
 
 pub mod build;
+pub mod cache;
 pub mod elf;
 pub mod image;
 pub mod lambda_zip;
@@ -141,14 +142,15 @@ pub fn package(
     let scaler = read_binary(workspace, scaler_arch, SCALER_BIN)?;
     let router = read_binary(workspace, router_arch, ROUTER_BIN)?;
     let revision = workspace.revision();
-    let zip = LambdaZip::build(&scaler)?;
+    let cache = cache::Cache::new(&workspace.target_dir);
+    let zip = LambdaZip::build(&scaler, &cache)?;
     let meta = ImageMeta {
         architecture: oci_architecture(router_arch),
         revision: &revision,
         source: env!("CARGO_PKG_REPOSITORY"),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let image = Image::build(&router, &meta).map_err(|source| PackageError::Io {
+    let image = Image::build(&router, &meta, &cache).map_err(|source| PackageError::Io {
         what: "build the image of",
         path: workspace
             .binary(router_arch, ROUTER_BIN)
