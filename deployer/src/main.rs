@@ -41,23 +41,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// `-v` logs each AWS call (the SDK's orchestrator names service and operation) and the
-/// deployer's own decisions; `-vv` everything the SDK says. Logs go to stderr.
+/// `-v` logs each AWS call (the SDK names service and operation in the span of each
+/// attempt it logs) and the deployer's own decisions; `-vv` everything the SDK says.
+/// Logs go to stderr.
 fn logging(verbose: u8) {
-    use tracing::level_filters::LevelFilter;
-    use tracing_subscriber::filter::Targets;
+    use tracing::Level;
+    use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
-    let filter = match verbose {
-        0 => Targets::new().with_default(LevelFilter::WARN),
-        1 => Targets::new()
-            .with_default(LevelFilter::WARN)
-            .with_target("deployer", LevelFilter::DEBUG)
-            .with_target(
-                "aws_smithy_runtime::client::orchestrator",
-                LevelFilter::DEBUG,
-            ),
-        _ => Targets::new().with_default(LevelFilter::DEBUG),
-    };
+    let filter = filter_fn(move |meta| match verbose {
+        0 => *meta.level() <= Level::WARN,
+        1 => {
+            *meta.level() <= Level::WARN
+                || meta.target().starts_with("deployer")
+                // Spans only print as the context of an event below.
+                || meta.is_span()
+                || meta.target() == "aws_smithy_runtime::client::orchestrator"
+        }
+        _ => *meta.level() <= Level::DEBUG,
+    });
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

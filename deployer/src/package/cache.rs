@@ -43,9 +43,7 @@ impl Cache {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);
         }
-        let path = self
-            .dir
-            .join(format!("{kind}-{}", hex(&hasher.finalize())));
+        let path = self.dir.join(format!("{kind}-{}", hex(&hasher.finalize())));
         if let Ok(bytes) = std::fs::read(&path) {
             return Ok(bytes);
         }

@@ -263,7 +263,12 @@ mod tests {
     fn a_cached_layer_gives_the_same_image() {
         let (cache, dir) = fresh_cache();
         let made = Image::build(b"the router", &meta(), &cache).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path().join("deployer-cache")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("deployer-cache"))
+                .unwrap()
+                .count(),
+            1
+        );
         let cached = Image::build(b"the router", &meta(), &cache).unwrap();
         assert_eq!(made.manifest.digest, cached.manifest.digest);
         assert_eq!(made.layer.bytes, cached.layer.bytes);
