@@ -9,6 +9,7 @@ mod lifecycle;
 mod local_script;
 mod local_stack;
 mod package;
+mod real_aws;
 mod replayed;
 mod router;
 mod scaler;
