@@ -31,7 +31,10 @@ fn real_aws_bootstrap_up_status_invoke_down() {
     assert!(String::from_utf8_lossy(&diff.stdout).contains("no changes"));
     let status = step(&["status", "--env", &env, "--output", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status["published_list"]["matches_mount_targets"], true, "{status}");
+    assert_eq!(
+        status["published_list"]["matches_mount_targets"], true,
+        "{status}"
+    );
     step(&["invoke", "--env", &env]);
     step(&["down", "--env", &env, "--yes", "--force", "--confirm", &env]);
 }

@@ -169,6 +169,35 @@ pub async fn wait(client: &Client, name: &str, every: Duration) -> Result<Stack,
     }
 }
 
+/// "STACK ended in STATUS (reason)", then one line per resource that failed in the
+/// latest operation with CloudFormation's reason. `stack` is looked up by its id, which
+/// still finds a deleted stack.
+pub async fn failure_report(client: &Client, stack: &Stack) -> String {
+    let mut report = format!("{} ended in {}", stack.name, stack.status);
+    if let Some(reason) = &stack.reason {
+        report.push_str(&format!(" ({reason})"));
+    }
+    let id = if stack.id.is_empty() {
+        &stack.name
+    } else {
+        &stack.id
+    };
+    match failures(client, id).await {
+        Ok(failed) => {
+            for f in failed {
+                report.push_str(&format!(
+                    "\n  {} ({}): {}: {}",
+                    f.logical_id, f.resource_type, f.status, f.reason
+                ));
+            }
+        }
+        Err(e) => report.push_str(&format!(
+            "\n  (the failed resources could not be read: {e})"
+        )),
+    }
+    report
+}
+
 /// The resources that failed in the stack's latest operation, oldest first.
 pub async fn failures(client: &Client, name: &str) -> Result<Vec<Failure>, Error> {
     let out = client

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use miette::miette;
 
-use crate::aws::{self, cloudformation};
+use crate::aws::cloudformation;
 use crate::cli::{AwsArgs, EnvArgs};
 use crate::config::{self, Environment};
 use crate::render::Renderer;
@@ -20,12 +20,7 @@ pub fn run(
     let env = config::load(environments_dir, &args.env)?;
     let template = Renderer::new()?.render(&env)?.bootstrap;
     super::block_on(async {
-        let sdk = aws::sdk_config(
-            &env,
-            aws_args.profile.as_deref(),
-            aws_args.region.as_deref(),
-        )
-        .await;
+        let sdk = super::connect(&env, aws_args).await?;
         let client = aws_sdk_cloudformation::Client::new(&sdk);
         let stack = deploy(&client, &env, &template).await?;
         for (key, value) in &stack.outputs {
@@ -82,17 +77,7 @@ pub async fn deploy(
         eprintln!("{name}: {}", stack.status);
         return Ok(stack);
     }
-    let failures = cloudformation::failures(client, &name).await?;
-    let mut report = format!("the bootstrap stack {name} ended in {}", stack.status);
-    if let Some(reason) = &stack.reason {
-        report.push_str(&format!(" ({reason})"));
-    }
-    for f in failures {
-        report.push_str(&format!(
-            "\n  {} ({}): {}: {}",
-            f.logical_id, f.resource_type, f.status, f.reason
-        ));
-    }
+    let mut report = cloudformation::failure_report(client, &stack).await;
     report.push('\n');
     report.push_str(&after_failure(&name, &stack.status, &env.name));
     Err(miette!("{report}"))

@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode};
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::{Map, Value, json};
 
-use crate::aws::{self, cloudformation};
+use crate::aws::cloudformation;
 use crate::cli::{AwsArgs, DiffArgs, DiffFormat};
 use crate::commands::{bootstrap, plan};
 use crate::config::{self, Environment};
@@ -155,13 +155,7 @@ fn online(environments_dir: &Path, aws_args: &AwsArgs, name: &str) -> miette::Re
     let env = config::load(environments_dir, name)?;
     let rendered = Renderer::new()?.render(&env)?;
     super::block_on(async {
-        let sdk = aws::sdk_config(
-            &env,
-            aws_args.profile.as_deref(),
-            aws_args.region.as_deref(),
-        )
-        .await;
-        aws::guard(&sdk, &env).await?;
+        let sdk = super::connect(&env, aws_args).await?;
         let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let boot = bootstrap::outputs(&cfn, &env).await?;
         let existing = plan::usable_stack(&cfn, &env).await?;

@@ -28,13 +28,7 @@ pub fn run(
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let progress = Progress::stderr();
     super::block_on(async {
-        let sdk = aws::sdk_config(
-            &env,
-            aws_args.profile.as_deref(),
-            aws_args.region.as_deref(),
-        )
-        .await;
-        aws::guard(&sdk, &env).await?;
+        let sdk = super::connect(&env, aws_args).await?;
         let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let name = env.stack_name();
         let stack = cloudformation::describe(&cfn, &name).await?;
@@ -78,13 +72,7 @@ pub fn run(
             eprintln!("{name}: deleting");
             let settled = follow::follow(&cfn, &stack.id, marker, POLL, &progress).await?;
             if settled.status != "DELETE_COMPLETE" {
-                let mut report = format!("{name} ended in {}", settled.status);
-                for f in cloudformation::failures(&cfn, &name).await? {
-                    report.push_str(&format!(
-                        "\n  {} ({}): {}: {}",
-                        f.logical_id, f.resource_type, f.status, f.reason
-                    ));
-                }
+                let report = cloudformation::failure_report(&cfn, &settled).await;
                 return Err(miette!(
                     help = format!(
                         "remove what blocks the resources above, then run `deployer down --env {}` again",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use miette::miette;
 
-use crate::aws::{self, lambda};
+use crate::aws::lambda;
 use crate::cli::{AwsArgs, EnvArgs, OutputFormat};
 use crate::commands::status::{deployed_resources, of_type};
 use crate::config;
@@ -18,13 +18,7 @@ pub fn run(
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
     super::block_on(async {
-        let sdk = aws::sdk_config(
-            &env,
-            aws_args.profile.as_deref(),
-            aws_args.region.as_deref(),
-        )
-        .await;
-        aws::guard(&sdk, &env).await?;
+        let sdk = super::connect(&env, aws_args).await?;
         let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let resources = deployed_resources(&cfn, &env).await?;
         let function = of_type(&resources, "AWS::Lambda::Function")

@@ -51,3 +51,16 @@ fn ask(prompt: &str) -> miette::Result<String> {
         .map_err(|e| miette::miette!("cannot read the answer: {e}"))?;
     Ok(answer.trim().to_string())
 }
+
+/// The SDK configuration for `env` (its region, endpoint and the caller's credentials),
+/// after the guard against another account or region: every command that calls AWS
+/// goes through it, so none can act on the wrong account.
+async fn connect(
+    env: &crate::config::Environment,
+    aws_args: &crate::cli::AwsArgs,
+) -> miette::Result<aws_config::SdkConfig> {
+    let sdk =
+        crate::aws::sdk_config(env, aws_args.profile.as_deref(), aws_args.region.as_deref()).await;
+    crate::aws::guard(&sdk, env).await?;
+    Ok(sdk)
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::json;
 
-use crate::aws::{self, ecr, s3};
+use crate::aws::{ecr, s3};
 use crate::cli::{AwsArgs, PackageArgs};
 use crate::commands::bootstrap::{self, Bootstrap};
 use crate::config::{self, Environment};
@@ -36,12 +36,7 @@ pub fn run(
         let clients = if args.no_upload {
             None
         } else {
-            let sdk = aws::sdk_config(
-                &env,
-                aws_args.profile.as_deref(),
-                aws_args.region.as_deref(),
-            )
-            .await;
+            let sdk = super::connect(&env, aws_args).await?;
             let cfn = aws_sdk_cloudformation::Client::new(&sdk);
             let bootstrap = bootstrap::outputs(&cfn, &env).await?;
             Some((sdk, bootstrap))

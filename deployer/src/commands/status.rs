@@ -19,13 +19,7 @@ pub fn run(
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
     let status = super::block_on(async {
-        let sdk = aws::sdk_config(
-            &env,
-            aws_args.profile.as_deref(),
-            aws_args.region.as_deref(),
-        )
-        .await;
-        aws::guard(&sdk, &env).await?;
+        let sdk = super::connect(&env, aws_args).await?;
         read(&sdk, &env).await
     })??;
     match output {

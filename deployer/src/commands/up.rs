@@ -48,13 +48,7 @@ pub fn run(
     }
     let progress = Progress::stderr();
     super::block_on(async {
-        let sdk = aws::sdk_config(
-            &env,
-            aws_args.profile.as_deref(),
-            aws_args.region.as_deref(),
-        )
-        .await;
-        aws::guard(&sdk, &env).await?;
+        let sdk = super::connect(&env, aws_args).await?;
         let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let boot = bootstrap::outputs(&cfn, &env).await?;
         let existing = plan::usable_stack(&cfn, &env).await?;
@@ -171,23 +165,7 @@ async fn failure_report(
     stack: &cloudformation::Stack,
 ) -> miette::Report {
     let name = &stack.name;
-    let mut report = format!("{name} ended in {}", stack.status);
-    if let Some(reason) = &stack.reason {
-        report.push_str(&format!(" ({reason})"));
-    }
-    match cloudformation::failures(cfn, name).await {
-        Ok(failures) => {
-            for f in failures {
-                report.push_str(&format!(
-                    "\n  {} ({}): {}: {}",
-                    f.logical_id, f.resource_type, f.status, f.reason
-                ));
-            }
-        }
-        Err(e) => report.push_str(&format!(
-            "\n  (the failed resources could not be read: {e})"
-        )),
-    }
+    let report = cloudformation::failure_report(cfn, stack).await;
     let help = match stack.status.as_str() {
         "UPDATE_ROLLBACK_COMPLETE" => format!(
             "the stack is back at its previous version and keeps serving; fix the cause above and run `deployer up --env {}` again",
