@@ -214,7 +214,9 @@ pub async fn failures(client: &Client, name: &str) -> Result<Vec<Failure>, Error
             .resource_status()
             .map(|s| s.as_str().to_string())
             .unwrap_or_default();
-        let is_stack = event.logical_resource_id() == Some(name);
+        // The stack's own events (its logical id is its name; `name` may be its id).
+        let is_stack = event.resource_type() == Some("AWS::CloudFormation::Stack")
+            && event.logical_resource_id() == event.stack_name();
         if is_stack
             && status.ends_with("_IN_PROGRESS")
             && event
