@@ -202,6 +202,15 @@ fn bootstrap_up_diff_change_scale_status_down() {
         text(&status_text)
     );
 
+    // Invoke finds the function in the stack and runs it (moto answers without running
+    // code; what the function prints is tested with a scripted answer in `replayed`).
+    let invoked = env.ok(&["invoke", "--env", "local"]);
+    assert!(
+        stderr(&invoked).contains(&format!("invoking {function}")),
+        "{}",
+        text(&invoked)
+    );
+
     // Down: no stack, no scaler-made target, no parameter; the bootstrap stack stays.
     let refused = env.run(&["down", "--env", "local"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));

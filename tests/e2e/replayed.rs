@@ -647,3 +647,47 @@ fn up_with_an_unknown_environment_names_the_known_ones() {
     );
     assert!(replay.actions().is_empty());
 }
+
+// ---- deployer invoke ------------------------------------------------------------------
+
+/// The scaler fails: its error object on stdout, its log tail on stderr, exit 1.
+#[test]
+fn invoke_reports_the_scalers_error_and_log() {
+    let name = main_stack();
+    // "START …\nERROR deadline …\nEND" as Lambda returns it: base64 in a header.
+    let log = "U1RBUlQgUmVxdWVzdElkOiAxCkVSUk9SIGRlYWRsaW5lIHJlYWNoZWQgd2hpbGUgY291bnRpbmcKRU5EIFJlcXVlc3RJZDogMQo=";
+    let replay = AwsReplay::start([
+        cfn::describe(&Stack::new(&name, "UPDATE_COMPLETE")),
+        cfn::list_stack_resources(&[(
+            "ScalerFunction",
+            "AWS::Lambda::Function",
+            "efs-autoscaler-local-scaler",
+        )]),
+        harness::Reply::rest_json(
+            "POST",
+            200,
+            serde_json::json!({"errorType": "deadline", "errorMessage": "counting did not finish before the deadline"}),
+        )
+        .header("x-amz-function-error", "Unhandled")
+        .header("x-amz-log-result", log),
+    ])
+    .unwrap();
+    let env = replay.env();
+    let out = run(&["invoke", "--env", "local"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("counting did not finish"), "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ERROR deadline reached while counting"),
+        "{report}"
+    );
+    assert!(stderr.contains("Unhandled"), "{report}");
+    let invoked = replay
+        .received()
+        .into_iter()
+        .find(|r| r.action == "POST")
+        .unwrap();
+    assert_eq!(invoked.body, "{}", "the payload a scheduled run gets");
+}

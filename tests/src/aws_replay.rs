@@ -31,6 +31,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// Extra response headers (Lambda reports a function's error in one).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -42,6 +44,7 @@ impl Reply {
             status,
             content_type: "text/xml",
             body,
+            headers: Vec::new(),
         }
     }
 
@@ -53,6 +56,7 @@ impl Reply {
             status,
             content_type: "application/x-amz-json-1.1",
             body: body.to_string(),
+            headers: Vec::new(),
         }
     }
 
@@ -64,6 +68,7 @@ impl Reply {
             status,
             content_type: "application/xml",
             body: String::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -75,7 +80,14 @@ impl Reply {
             status,
             content_type: "application/json",
             body: body.to_string(),
+            headers: Vec::new(),
         }
+    }
+
+    /// With a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Only for requests whose body contains `text`.
@@ -239,12 +251,23 @@ async fn answer(
         reply
     };
     match reply {
-        Some(reply) => (
-            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            [("content-type", reply.content_type)],
-            reply.body,
-        )
-            .into_response(),
+        Some(reply) => {
+            let mut response = (
+                StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                [("content-type", reply.content_type)],
+                reply.body,
+            )
+                .into_response();
+            for (name, value) in &reply.headers {
+                if let (Ok(n), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    axum::http::HeaderValue::from_str(value),
+                ) {
+                    response.headers_mut().insert(n, v);
+                }
+            }
+            response
+        }
         None => (
             StatusCode::BAD_REQUEST,
             [("content-type", "text/xml")],
