@@ -26,6 +26,19 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack known only by name and status (one just deleted, or not created yet).
+    pub fn named(name: &str, status: &str) -> Stack {
+        Stack {
+            name: name.to_string(),
+            id: name.to_string(),
+            status: status.to_string(),
+            reason: None,
+            outputs: Vec::new(),
+            parameters: Vec::new(),
+            termination_protection: false,
+        }
+    }
+
     pub fn output(&self, key: &str) -> Option<&str> {
         self.outputs
             .iter()

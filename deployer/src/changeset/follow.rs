@@ -57,15 +57,7 @@ pub async fn follow(
             None => {
                 spinner.finish_and_clear();
                 // A stack whose creation failed and was deleted, or one being deleted.
-                return Ok(Stack {
-                    name: stack.to_string(),
-                    id: stack.to_string(),
-                    status: "DELETE_COMPLETE".to_string(),
-                    reason: None,
-                    outputs: Vec::new(),
-                    parameters: Vec::new(),
-                    termination_protection: false,
-                });
+                return Ok(Stack::named(stack, "DELETE_COMPLETE"));
             }
         }
     }

@@ -164,15 +164,7 @@ fn online(environments_dir: &Path, aws_args: &AwsArgs, name: &str) -> miette::Re
             plan::submission(&sdk, &env, &rendered.main, &boot.bucket, parameters).await?;
         let plan = plan::plan(&cfn, &env, existing.as_ref(), &rendered.main, &submission).await?;
         // Never executed: gone before anything is printed.
-        if !plan.change_set.id.is_empty() {
-            cloudformation::delete_change_set(&cfn, &plan.stack, &plan.change_set.id).await?;
-        }
-        if plan.create
-            && let Some(s) = cloudformation::describe(&cfn, &plan.stack).await?
-            && s.status == "REVIEW_IN_PROGRESS"
-        {
-            cloudformation::delete_stack(&cfn, &plan.stack).await?;
-        }
+        plan.discard(&cfn).await?;
         if plan.change_set.status == "FAILED" && !plan.change_set.is_empty() {
             return Err(miette!(
                 "CloudFormation could not create a change set for {}: {}",

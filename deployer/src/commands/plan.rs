@@ -207,3 +207,21 @@ pub fn config_of(template: &Value) -> Map<String, Value> {
         .map(diff::flatten)
         .unwrap_or_default()
 }
+
+impl Plan {
+    /// Removes the change set (never executed) and, for a new stack, the empty stack
+    /// record its creation left (REVIEW_IN_PROGRESS).
+    pub async fn discard(&self, cfn: &aws_sdk_cloudformation::Client) -> miette::Result<()> {
+        // A change set refused at once has no id and nothing to delete.
+        if !self.change_set.id.is_empty() {
+            cloudformation::delete_change_set(cfn, &self.stack, &self.change_set.id).await?;
+        }
+        if self.create
+            && let Some(s) = cloudformation::describe(cfn, &self.stack).await?
+            && s.status == "REVIEW_IN_PROGRESS"
+        {
+            cloudformation::delete_stack(cfn, &self.stack).await?;
+        }
+        Ok(())
+    }
+}

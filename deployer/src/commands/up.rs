@@ -67,9 +67,7 @@ pub fn run(
         let change_set = plan.change_set.id.clone();
 
         if plan.change_set.is_empty() {
-            if !change_set.is_empty() {
-                cloudformation::delete_change_set(&cfn, &stack, &change_set).await?;
-            }
+            plan.discard(&cfn).await?;
             eprintln!("{stack}: no changes");
             let settled = existing.ok_or_else(|| miette!("{stack} vanished"))?;
             let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
@@ -78,7 +76,9 @@ pub fn run(
         }
         if plan.change_set.status == "FAILED" {
             let reason = plan.change_set.reason.clone().unwrap_or_default();
-            discard(&cfn, &stack, &change_set, plan.create).await;
+            // Best effort: the command fails either way, and a leftover change set
+            // changes nothing.
+            let _ = plan.discard(&cfn).await;
             return Err(miette!(
                 help = "fix the cause in templates/ or environments/, then run again; nothing was changed",
                 "CloudFormation could not create a change set for {stack}: {reason}"
@@ -93,14 +93,16 @@ pub fn run(
             report(
                 output,
                 &plan.diff,
-                existing.as_ref().unwrap_or(&empty(&stack)),
+                existing
+                    .as_ref()
+                    .unwrap_or(&cloudformation::Stack::named(&stack, "REVIEW_IN_PROGRESS")),
                 &json!(null),
                 "review",
             );
             return Ok(ExitCode::SUCCESS);
         }
         if !args.yes && interactive && !confirm(&format!("Deploy these changes to {stack}?"))? {
-            discard(&cfn, &stack, &change_set, plan.create).await;
+            plan.discard(&cfn).await?;
             eprintln!("cancelled; nothing was changed");
             return Ok(ExitCode::from(1));
         }
@@ -124,31 +126,6 @@ pub fn run(
         report(output, &plan.diff, &settled, &after, "deployed");
         Ok(ExitCode::SUCCESS)
     })?
-}
-
-fn empty(stack: &str) -> cloudformation::Stack {
-    cloudformation::Stack {
-        name: stack.to_string(),
-        id: String::new(),
-        status: String::new(),
-        reason: None,
-        outputs: Vec::new(),
-        parameters: Vec::new(),
-        termination_protection: false,
-    }
-}
-
-/// Removes a change set that will not be executed, and the empty stack record a create
-/// change set leaves (REVIEW_IN_PROGRESS). Best effort: the command is failing or
-/// stopping anyway, and a leftover change set changes nothing.
-async fn discard(cfn: &aws_sdk_cloudformation::Client, stack: &str, id: &str, create: bool) {
-    let _ = cloudformation::delete_change_set(cfn, stack, id).await;
-    if create
-        && let Ok(Some(s)) = cloudformation::describe(cfn, stack).await
-        && s.status == "REVIEW_IN_PROGRESS"
-    {
-        let _ = cloudformation::delete_stack(cfn, stack).await;
-    }
 }
 
 /// Asks on the terminal; anything but y/yes is no.
