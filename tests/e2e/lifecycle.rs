@@ -89,12 +89,16 @@ fn bootstrap_up_diff_change_scale_status_down() {
     // Nothing changed: diff says so and exits 0 with --exit-code; up changes nothing.
     let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
     assert!(stdout(&diff).contains("no changes"), "{}", text(&diff));
-    let again = env.ok(&["up", "--env", "local", "--yes"]);
+    let again = env.ok(&["up", "--env", "local", "--yes", "--output", "json"]);
     assert!(
         stderr(&again).contains(&format!("{stack}: no changes")),
         "{}",
         text(&again)
     );
+    let result: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(result["result"], "no changes", "{result}");
+    assert_eq!(result["mount_target_list"]["mount_targets"], 2, "{result}");
+    assert_eq!(result["mount_target_list"]["published"], false, "{result}");
 
     // A threshold change: the function's variable, exit 2, then applied.
     let local = envs.path().join("local.yaml");
