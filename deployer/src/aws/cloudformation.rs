@@ -211,43 +211,53 @@ pub async fn failure_report(client: &Client, stack: &Stack) -> String {
     report
 }
 
-/// The resources that failed in the stack's latest operation, oldest first.
+/// The resources that failed in the stack's latest operation, oldest first. Reads
+/// pages (newest first) back to where the operation began: the root cause is the
+/// oldest failure, often pages behind the rollback's events.
 pub async fn failures(client: &Client, name: &str) -> Result<Vec<Failure>, Error> {
-    let out = client
-        .describe_stack_events()
-        .stack_name(name)
-        .send()
-        .await
-        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e)))?;
     let mut failed = Vec::new();
-    // Newest first; the stack's own "…_IN_PROGRESS" event with a user-initiated reason
-    // marks where its latest operation began.
-    for event in out.stack_events() {
-        let status = event
-            .resource_status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        // The stack's own events (its logical id is its name; `name` may be its id).
-        let is_stack = event.resource_type() == Some("AWS::CloudFormation::Stack")
-            && event.logical_resource_id() == event.stack_name();
-        if is_stack
-            && status.ends_with("_IN_PROGRESS")
-            && event
-                .resource_status_reason()
-                .is_some_and(|r| r.contains("User Initiated"))
-        {
-            break;
-        }
-        if status.ends_with("_FAILED") && !is_stack {
-            failed.push(Failure {
-                logical_id: event.logical_resource_id().unwrap_or_default().to_string(),
-                resource_type: event.resource_type().unwrap_or_default().to_string(),
-                status,
-                reason: event
+    let mut token: Option<String> = None;
+    'pages: loop {
+        let out = client
+            .describe_stack_events()
+            .stack_name(name)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e)))?;
+        for event in out.stack_events() {
+            let status = event
+                .resource_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            // The stack's own events (its logical id is its name; `name` may be its id).
+            let is_stack = event.resource_type() == Some("AWS::CloudFormation::Stack")
+                && event.logical_resource_id() == event.stack_name();
+            // The stack's own "…_IN_PROGRESS" with a user-initiated reason marks where
+            // its latest operation began.
+            if is_stack
+                && status.ends_with("_IN_PROGRESS")
+                && event
                     .resource_status_reason()
-                    .unwrap_or_default()
-                    .to_string(),
-            });
+                    .is_some_and(|r| r.contains("User Initiated"))
+            {
+                break 'pages;
+            }
+            if status.ends_with("_FAILED") && !is_stack {
+                failed.push(Failure {
+                    logical_id: event.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: event.resource_type().unwrap_or_default().to_string(),
+                    status,
+                    reason: event
+                        .resource_status_reason()
+                        .unwrap_or_default()
+                        .to_string(),
+                });
+            }
+        }
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
         }
     }
     failed.reverse();
@@ -393,9 +403,11 @@ pub async fn wait_change_set(
                         .filter_map(|d| {
                             let t = d.target()?;
                             let attribute = t.attribute().map(|a| a.as_str()).unwrap_or_default();
-                            let name = match t.name() {
-                                Some(n) => format!("{attribute}.{n}"),
-                                None => attribute.to_string(),
+                            // Tags are a property in the template (`Properties.Tags`).
+                            let name = match (attribute, t.name()) {
+                                ("Tags", _) => "Properties.Tags".to_string(),
+                                (_, Some(n)) => format!("{attribute}.{n}"),
+                                (_, None) => attribute.to_string(),
                             };
                             let recreates = t
                                 .requires_recreation()
@@ -544,7 +556,7 @@ pub async fn delete_stack(client: &Client, stack: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The stack's resources as (logical id, type, physical id), all pages.
+/// The stack's resources that exist, as (logical id, type, physical id), all pages.
 pub async fn resources(
     client: &Client,
     stack: &str,
@@ -560,6 +572,14 @@ pub async fn resources(
             .await
             .map_err(|e| Error(AwsError::from_sdk(SERVICE, "ListStackResources", e)))?;
         for r in page.stack_resource_summaries() {
+            // Only what exists: a failed or half-deleted stack still lists resources
+            // that were deleted or never got an id.
+            let gone = r
+                .resource_status()
+                .is_some_and(|s| s.as_str() == "DELETE_COMPLETE");
+            if gone || r.physical_resource_id().is_none_or(str::is_empty) {
+                continue;
+            }
             out.push((
                 r.logical_resource_id().unwrap_or_default().to_string(),
                 r.resource_type().unwrap_or_default().to_string(),

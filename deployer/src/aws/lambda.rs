@@ -18,6 +18,26 @@ pub struct Invoked {
     pub log_tail: String,
 }
 
+/// A client for invoking a function that may run for `function_timeout`: one attempt
+/// (a retried invocation would run the function again) that waits for the whole run.
+pub fn invoke_client(
+    sdk: &aws_config::SdkConfig,
+    function_timeout: std::time::Duration,
+) -> aws_sdk_lambda::Client {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    let config = aws_sdk_lambda::config::Builder::from(sdk)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .operation_attempt_timeout(function_timeout + std::time::Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    aws_sdk_lambda::Client::from_conf(config)
+}
+
 /// Invokes `function` synchronously with `payload`, asking for the log tail.
 pub async fn invoke(
     client: &aws_sdk_lambda::Client,

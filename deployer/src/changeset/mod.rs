@@ -42,9 +42,7 @@ pub fn merge(aws: &[SetChange], predicted: Vec<ResourceChange>) -> Vec<ResourceC
             // Targets AWS names that the template diff did not see change (a parameter
             // or another resource's new attribute flows into them).
             for (target, recreates) in &c.targets {
-                let seen = properties
-                    .iter()
-                    .any(|p| p.path == *target || p.path.starts_with(&format!("{target}.")));
+                let seen = properties.iter().any(|p| within(&p.path, target));
                 if !seen {
                     properties.push(PropertyChange {
                         path: target.clone(),
@@ -56,7 +54,7 @@ pub fn merge(aws: &[SetChange], predicted: Vec<ResourceChange>) -> Vec<ResourceC
             }
             if replacement_source == Source::ChangeSet {
                 for p in &mut properties {
-                    p.replaces |= c.targets.iter().any(|(t, r)| *r && p.path.starts_with(t));
+                    p.replaces |= c.targets.iter().any(|(t, r)| *r && within(&p.path, t));
                 }
             }
             ResourceChange {
@@ -71,6 +69,14 @@ pub fn merge(aws: &[SetChange], predicted: Vec<ResourceChange>) -> Vec<ResourceC
         .collect();
     merged.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
     merged
+}
+
+/// Whether the dotted `path` is `target` or lies inside it.
+fn within(path: &str, target: &str) -> bool {
+    path == target
+        || path
+            .strip_prefix(target)
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 #[cfg(test)]
@@ -103,6 +109,13 @@ mod tests {
             replacement: replacement.map(str::to_string),
             targets: targets.iter().map(|(t, r)| (t.to_string(), *r)).collect(),
         }
+    }
+
+    #[test]
+    fn targets_match_on_dotted_boundaries() {
+        assert!(within("Properties.Name", "Properties.Name"));
+        assert!(within("Properties.Name.Inner", "Properties.Name"));
+        assert!(!within("Properties.NameSuffix", "Properties.Name"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use miette::miette;
 
-use crate::aws::{self, cloudformation, efs, ssm};
+use crate::aws::{cloudformation, efs, ssm};
 use crate::changeset::follow;
 use crate::cli::{AwsArgs, DownArgs};
 use crate::commands::status::of_type;
@@ -175,10 +175,7 @@ async fn delete_scaler_targets(
 ) -> miette::Result<()> {
     let client = aws_sdk_efs::Client::new(sdk);
     let reader = runtime::aws::efs::Efs::new(client.clone());
-    let targets = reader
-        .mount_targets(file_system)
-        .await
-        .map_err(aws::Error)?;
+    let targets = super::status::mount_targets(&reader, file_system).await?;
     let extra: Vec<String> = targets
         .iter()
         .map(|t| t.mount_target_id.clone())

@@ -27,7 +27,11 @@ pub fn run(
             .ok_or_else(|| miette!("the stack {} has no scaler function", env.stack_name()))?;
         eprintln!("invoking {function}");
         // The payload a scheduled run gets: the scaler reads nothing from it.
-        let invoked = lambda::invoke(&aws_sdk_lambda::Client::new(&sdk), &function, b"{}").await?;
+        let client = lambda::invoke_client(
+            &sdk,
+            std::time::Duration::from_secs(u64::from(env.config.scaler.timeout_seconds)),
+        );
+        let invoked = lambda::invoke(&client, &function, b"{}").await?;
         if !invoked.log_tail.is_empty() {
             eprintln!("--- log tail ---\n{}", invoked.log_tail.trim_end());
         }

@@ -21,8 +21,10 @@ pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
 pub struct Plan {
     pub stack: String,
     pub change_set: ChangeSet,
-    /// The stack did not exist (or only as an unexecuted create change set).
-    pub create: bool,
+    /// This plan's change set created the stack's record (REVIEW_IN_PROGRESS); it is
+    /// removed with the change set. A record that was there before (a change set left
+    /// for review) is not this plan's to delete.
+    pub new_record: bool,
     pub diff: Diff,
 }
 
@@ -163,12 +165,13 @@ pub async fn plan(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let resources = if change_set.is_empty() {
+    let nothing = change_set.is_empty();
+    let resources = if nothing {
         Vec::new()
     } else {
         changeset::merge(&change_set.changes, diff::resources(&before, &after))
     };
-    let diff = Diff {
+    let mut diff = Diff {
         environment: env.name.clone(),
         stack: stack.clone(),
         against: if create {
@@ -184,17 +187,25 @@ pub async fn plan(
         } else {
             diff::values(&diff::outputs(&before), &diff::outputs(&after))
         },
-        config: if create {
+        // With no resource change CloudFormation deploys nothing, not even the template's
+        // metadata, so configuration that reaches no resource (account_id,
+        // termination_protection) would show here forever: said in a note instead.
+        config: if create || nothing {
             Vec::new()
         } else {
             diff::values(&config_of(&before), &config_of(&after))
         },
         notes: Vec::new(),
     };
+    if nothing && !diff::values(&config_of(&before), &config_of(&after)).is_empty() {
+        diff.notes.push(
+            "configuration changes that reach no resource are not deployed by CloudFormation (it does not update template metadata alone); `up` applies termination_protection itself".to_string(),
+        );
+    }
     Ok(Plan {
         stack,
         change_set,
-        create,
+        new_record: existing.is_none(),
         diff,
     })
 }
@@ -210,13 +221,14 @@ pub fn config_of(template: &Value) -> Map<String, Value> {
 
 impl Plan {
     /// Removes the change set (never executed) and, for a new stack, the empty stack
-    /// record its creation left (REVIEW_IN_PROGRESS).
+    /// record its creation left (REVIEW_IN_PROGRESS), which would also remove any other
+    /// change set on it: only when this plan made that record.
     pub async fn discard(&self, cfn: &aws_sdk_cloudformation::Client) -> miette::Result<()> {
         // A change set refused at once has no id and nothing to delete.
         if !self.change_set.id.is_empty() {
             cloudformation::delete_change_set(cfn, &self.stack, &self.change_set.id).await?;
         }
-        if self.create
+        if self.new_record
             && let Some(s) = cloudformation::describe(cfn, &self.stack).await?
             && s.status == "REVIEW_IN_PROGRESS"
         {

@@ -32,6 +32,19 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The file system's mount targets; none when the file system is already gone (a
+/// stack being deleted, or one whose creation failed).
+pub async fn mount_targets(
+    efs: &runtime::aws::efs::Efs,
+    file_system: &str,
+) -> miette::Result<Vec<runtime::aws::efs::MountTargetInfo>> {
+    match efs.mount_targets(file_system).await {
+        Ok(targets) => Ok(targets),
+        Err(e) if e.is_code("FileSystemNotFound") => Ok(Vec::new()),
+        Err(e) => Err(aws::Error(e).into()),
+    }
+}
+
 /// The stack's resources of one type, as physical ids.
 pub fn of_type<'a>(resources: &'a [(String, String, String)], kind: &str) -> Vec<&'a str> {
     resources
@@ -62,7 +75,7 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
 
     if let Some(fs) = of_type(&resources, "AWS::EFS::FileSystem").first() {
         let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
-        let targets = efs.mount_targets(fs).await.map_err(aws::Error)?;
+        let targets = mount_targets(&efs, fs).await?;
         status["file_system"] = json!(fs);
         status["mount_targets"] = targets
             .iter()

@@ -69,6 +69,10 @@ pub fn run(
         if plan.change_set.is_empty() {
             plan.discard(&cfn).await?;
             eprintln!("{stack}: no changes");
+            if args.no_exec {
+                // --no-exec changes nothing, not even the list or the protection.
+                return Ok(ExitCode::SUCCESS);
+            }
             let settled = existing.ok_or_else(|| miette!("{stack} vanished"))?;
             let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
             report(output, &plan.diff, &settled, &after, "no changes");

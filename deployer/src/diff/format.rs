@@ -11,6 +11,9 @@ use super::{Action, Diff, Replacement, ResourceChange, Source, ValueChange};
 /// policy or a container definition would bury the rest.
 const MAX_VALUE: usize = 160;
 
+/// A property AWS says changes without the templates differing there.
+const UNKNOWN: &str = "changes (its value is known only while deploying)";
+
 fn show(value: &Option<Value>) -> String {
     let text = match value {
         None => "(none)".to_string(),
@@ -105,14 +108,20 @@ pub fn text(diff: &Diff) -> String {
         }
         let _ = writeln!(out, "{}", line.trim_end());
         for p in &r.properties {
-            let _ = writeln!(
-                out,
-                "      {}: {} -> {}{}",
-                p.path,
-                show(&p.before),
-                show(&p.after),
-                if p.replaces { "  (replaces)" } else { "" }
-            );
+            let replaces = if p.replaces { "  (replaces)" } else { "" };
+            if p.before.is_none() && p.after.is_none() {
+                // AWS names it, the templates do not differ there: a parameter or
+                // another resource's new attribute flows in.
+                let _ = writeln!(out, "      {}: {UNKNOWN}{replaces}", p.path);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "      {}: {} -> {}{replaces}",
+                    p.path,
+                    show(&p.before),
+                    show(&p.after),
+                );
+            }
         }
     }
     for (title, changes) in sections(diff) {
@@ -195,6 +204,9 @@ pub fn markdown(diff: &Diff) -> String {
             for r in changed {
                 let _ = writeln!(out, "@@ {} ({}) @@", r.logical_id, r.resource_type);
                 for p in &r.properties {
+                    if p.before.is_none() && p.after.is_none() {
+                        let _ = writeln!(out, "! {}: {UNKNOWN}", p.path);
+                    }
                     if p.before.is_some() {
                         let _ = writeln!(out, "- {}: {}", p.path, show(&p.before));
                     }
@@ -346,6 +358,21 @@ mod tests {
         let long = Some(json!("x".repeat(1000)));
         assert!(show(&long).ends_with('…'));
         assert!(show(&long).chars().count() <= MAX_VALUE + 1);
+    }
+
+    #[test]
+    fn a_change_only_aws_knows_is_not_shown_as_a_removal() {
+        let mut d = sample();
+        d.resources[0].properties.push(PropertyChange {
+            path: "Properties.Image".into(),
+            before: None,
+            after: None,
+            replaces: false,
+        });
+        let t = text(&d);
+        assert!(t.contains(&format!("Properties.Image: {UNKNOWN}")), "{t}");
+        assert!(!t.contains("(none) -> (none)"), "{t}");
+        assert!(markdown(&d).contains(&format!("! Properties.Image: {UNKNOWN}")));
     }
 
     #[test]
