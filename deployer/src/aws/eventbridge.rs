@@ -26,3 +26,14 @@ pub async fn rule(client: &aws_sdk_eventbridge::Client, name: &str) -> Result<Ru
         schedule: out.schedule_expression().map(str::to_string),
     })
 }
+
+/// Stops the rule from firing (the scaler's schedule, before a teardown).
+pub async fn disable_rule(client: &aws_sdk_eventbridge::Client, name: &str) -> Result<(), Error> {
+    client
+        .disable_rule()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("EventBridge", "DisableRule", e)))?;
+    Ok(())
+}

@@ -68,3 +68,16 @@ pub async fn invoke(
         log_tail,
     })
 }
+
+/// Sets the function's reserved concurrency to 0: every new invocation is refused
+/// (the scaler, before a teardown; runs already going finish).
+pub async fn stop(client: &aws_sdk_lambda::Client, function: &str) -> Result<(), Error> {
+    client
+        .put_function_concurrency()
+        .function_name(function)
+        .reserved_concurrent_executions(0)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("Lambda", "PutFunctionConcurrency", e)))?;
+    Ok(())
+}

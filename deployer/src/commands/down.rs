@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use miette::miette;
 
-use crate::aws::{cloudformation, efs, ssm};
+use crate::aws::{cloudformation, efs, eventbridge, lambda, ssm};
 use crate::changeset::follow;
 use crate::cli::{AwsArgs, DownArgs};
 use crate::commands::status::of_type;
@@ -51,6 +51,10 @@ pub fn run(
             let file_system = of_type(&resources, "AWS::EFS::FileSystem")
                 .first()
                 .map(|s| s.to_string());
+            // The scaler first: a run during the teardown could add a mount target the
+            // stack cannot delete around. A run already going may still finish one; a
+            // DELETE_FAILED then names it, and `down` again removes it.
+            stop_scaler(&sdk, &resources).await?;
             if let Some(fs) = &file_system {
                 delete_scaler_targets(&sdk, fs, &of_type(&resources, "AWS::EFS::MountTarget"))
                     .await?;
@@ -73,6 +77,10 @@ pub fn run(
             let settled = follow::follow(&cfn, &stack.id, marker, POLL, &progress).await?;
             if settled.status != "DELETE_COMPLETE" {
                 let report = cloudformation::failure_report(&cfn, &settled).await;
+                if stack.termination_protection {
+                    // Still there: protected again, as it was.
+                    let _ = cloudformation::set_termination_protection(&cfn, &name, true).await;
+                }
                 return Err(miette!(
                     help = format!(
                         "remove what blocks the resources above, then run `deployer down --env {}` again",
@@ -164,6 +172,24 @@ fn confirm(
     } else {
         Err(miette!("cancelled; nothing was deleted"))
     }
+}
+
+/// Disables the scaler's schedule and refuses new invocations of its function.
+async fn stop_scaler(
+    sdk: &aws_config::SdkConfig,
+    resources: &[(String, String, String)],
+) -> miette::Result<()> {
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    for rule in of_type(resources, "AWS::Events::Rule") {
+        eventbridge::disable_rule(&events, rule).await?;
+        eprintln!("{rule}: disabled");
+    }
+    let functions = aws_sdk_lambda::Client::new(sdk);
+    for function in of_type(resources, "AWS::Lambda::Function") {
+        lambda::stop(&functions, function).await?;
+        eprintln!("{function}: stopped (reserved concurrency 0)");
+    }
+    Ok(())
 }
 
 /// Deletes the file system's mount targets that are not the stack's own, and waits
