@@ -268,6 +268,15 @@ fn before_change_set(status: &str) -> Vec<harness::Reply> {
     ]
 }
 
+/// A change set created and computed with one change, and the deployed template.
+fn computed_change_set(name: &str, change: cfn::Change) -> Vec<harness::Reply> {
+    vec![
+        cfn::create_change_set(name, CHANGE_SET),
+        cfn::describe_change_set(name, CHANGE_SET, "CREATE_COMPLETE", None, &[change]),
+        cfn::get_template(&bootstrap_template()),
+    ]
+}
+
 fn up(replay: &AwsReplay, extra: &[&str]) -> std::process::Output {
     let env = replay.env();
     let mut args = vec!["up", "--env", "local"];
@@ -291,22 +300,17 @@ fn up_shows_progress_and_reports_a_failed_update_with_its_rollback() {
     .reason("User Initiated");
     let old = Event::new(&name, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", 10);
     let task_failed = "Resource handler returned message: \"Invalid request provided: Create TaskDefinition: Fargate requires task definition to have execution role ARN to support ECR images.\" (HandlerErrorCode: InvalidRequest)";
+    replies.extend(computed_change_set(
+        &name,
+        cfn::Change {
+            logical_id: "TaskDefinition".into(),
+            resource_type: "AWS::ECS::TaskDefinition".into(),
+            action: "Modify".into(),
+            replacement: Some("True".into()),
+            properties: vec![("ContainerDefinitions".into(), true)],
+        },
+    ));
     replies.extend([
-        cfn::create_change_set(&name, CHANGE_SET),
-        cfn::describe_change_set(
-            &name,
-            CHANGE_SET,
-            "CREATE_COMPLETE",
-            None,
-            &[cfn::Change {
-                logical_id: "TaskDefinition".into(),
-                resource_type: "AWS::ECS::TaskDefinition".into(),
-                action: "Modify".into(),
-                replacement: Some("True".into()),
-                properties: vec![("ContainerDefinitions".into(), true)],
-            }],
-        ),
-        cfn::get_template(&bootstrap_template()),
         cfn::stack_events(&name, std::slice::from_ref(&old)),
         cfn::stack_events(
             &name,
@@ -492,22 +496,17 @@ fn ctrl_c_during_execution_leaves_the_stack_deploying() {
     let name = main_stack();
     let mut replies = before_change_set("UPDATE_COMPLETE");
     let old = Event::new(&name, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", 10);
+    replies.extend(computed_change_set(
+        &name,
+        cfn::Change {
+            logical_id: "ScalerFunction".into(),
+            resource_type: "AWS::Lambda::Function".into(),
+            action: "Modify".into(),
+            replacement: Some("False".into()),
+            properties: vec![("Environment".into(), false)],
+        },
+    ));
     replies.extend([
-        cfn::create_change_set(&name, CHANGE_SET),
-        cfn::describe_change_set(
-            &name,
-            CHANGE_SET,
-            "CREATE_COMPLETE",
-            None,
-            &[cfn::Change {
-                logical_id: "ScalerFunction".into(),
-                resource_type: "AWS::Lambda::Function".into(),
-                action: "Modify".into(),
-                replacement: Some("False".into()),
-                properties: vec![("Environment".into(), false)],
-            }],
-        ),
-        cfn::get_template(&bootstrap_template()),
         cfn::stack_events(&name, std::slice::from_ref(&old)),
         cfn::empty("ExecuteChangeSet"),
         cfn::describe(&Stack::new(&name, "UPDATE_IN_PROGRESS")),
