@@ -277,6 +277,17 @@ fn computed_change_set(name: &str, change: cfn::Change) -> Vec<harness::Reply> {
     ]
 }
 
+/// A change set CloudFormation fails with `reason`, the deployed template, and the
+/// change set's deletion.
+fn failed_change_set(name: &str, reason: &str) -> Vec<harness::Reply> {
+    vec![
+        cfn::create_change_set(name, CHANGE_SET),
+        cfn::describe_change_set(name, CHANGE_SET, "FAILED", Some(reason), &[]),
+        cfn::get_template(&bootstrap_template()),
+        cfn::empty("DeleteChangeSet"),
+    ]
+}
+
 fn up(replay: &AwsReplay, extra: &[&str]) -> std::process::Output {
     let env = replay.env();
     let mut args = vec!["up", "--env", "local"];
@@ -384,18 +395,10 @@ fn up_shows_progress_and_reports_a_failed_update_with_its_rollback() {
 fn up_reports_a_change_set_that_fails_to_create() {
     let name = main_stack();
     let mut replies = before_change_set("UPDATE_COMPLETE");
-    replies.extend([
-        cfn::create_change_set(&name, CHANGE_SET),
-        cfn::describe_change_set(
-            &name,
-            CHANGE_SET,
-            "FAILED",
-            Some("Template error: instance of Fn::GetAtt references undefined resource Missing"),
-            &[],
-        ),
-        cfn::get_template(&bootstrap_template()),
-        cfn::empty("DeleteChangeSet"),
-    ]);
+    replies.extend(failed_change_set(
+        &name,
+        "Template error: instance of Fn::GetAtt references undefined resource Missing",
+    ));
     let replay = AwsReplay::start(replies).unwrap();
     let out = up(&replay, &["--yes"]);
     let report = text(&out);
@@ -419,18 +422,10 @@ fn up_reports_a_change_set_that_fails_to_create() {
 fn up_with_nothing_to_change_deletes_the_empty_change_set() {
     let name = main_stack();
     let mut replies = before_change_set("UPDATE_COMPLETE");
-    replies.extend([
-        cfn::create_change_set(&name, CHANGE_SET),
-        cfn::describe_change_set(
-            &name,
-            CHANGE_SET,
-            "FAILED",
-            Some("The submitted information didn't contain changes. Submit different information to create a change set."),
-            &[],
-        ),
-        cfn::get_template(&bootstrap_template()),
-        cfn::empty("DeleteChangeSet"),
-    ]);
+    replies.extend(failed_change_set(
+        &name,
+        "The submitted information didn't contain changes. Submit different information to create a change set.",
+    ));
     // The list as published already matches the file system's one mount target.
     replies.extend(published_and_actual());
     let replay = AwsReplay::start(replies).unwrap();

@@ -52,15 +52,6 @@ impl Stack {
     }
 }
 
-/// A resource that failed, from the stack's events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub logical_id: String,
-    pub resource_type: String,
-    pub status: String,
-    pub reason: String,
-}
-
 /// The stack named `name`, or None when there is none.
 pub async fn describe(client: &Client, name: &str) -> Result<Option<Stack>, Error> {
     match client.describe_stacks().stack_name(name).send().await {
@@ -183,24 +174,22 @@ pub async fn wait(client: &Client, name: &str, every: Duration) -> Result<Stack,
 }
 
 /// "STACK ended in STATUS (reason)", then one line per resource that failed in the
-/// latest operation with CloudFormation's reason. `stack` is looked up by its id, which
-/// still finds a deleted stack.
+/// latest operation with CloudFormation's reason. The stack is looked up by its id,
+/// which still finds a deleted stack.
 pub async fn failure_report(client: &Client, stack: &Stack) -> String {
     let mut report = format!("{} ended in {}", stack.name, stack.status);
     if let Some(reason) = &stack.reason {
         report.push_str(&format!(" ({reason})"));
     }
-    let id = if stack.id.is_empty() {
-        &stack.name
-    } else {
-        &stack.id
-    };
-    match failures(client, id).await {
+    match failures(client, &stack.id).await {
         Ok(failed) => {
             for f in failed {
                 report.push_str(&format!(
                     "\n  {} ({}): {}: {}",
-                    f.logical_id, f.resource_type, f.status, f.reason
+                    f.logical_id,
+                    f.resource_type,
+                    f.status,
+                    f.reason.as_deref().unwrap_or_default()
                 ));
             }
         }
@@ -212,54 +201,27 @@ pub async fn failure_report(client: &Client, stack: &Stack) -> String {
 }
 
 /// The resources that failed in the stack's latest operation, oldest first. Reads
-/// pages (newest first) back to where the operation began: the root cause is the
-/// oldest failure, often pages behind the rollback's events.
-pub async fn failures(client: &Client, name: &str) -> Result<Vec<Failure>, Error> {
+/// back (newest first, page after page) to where the operation began: the root cause
+/// is the oldest failure, often pages behind the rollback's events.
+pub async fn failures(client: &Client, stack: &str) -> Result<Vec<Event>, Error> {
     let mut failed = Vec::new();
-    let mut token: Option<String> = None;
-    'pages: loop {
-        let out = client
-            .describe_stack_events()
-            .stack_name(name)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e)))?;
-        for event in out.stack_events() {
-            let status = event
-                .resource_status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            // The stack's own events (its logical id is its name; `name` may be its id).
-            let is_stack = event.resource_type() == Some("AWS::CloudFormation::Stack")
-                && event.logical_resource_id() == event.stack_name();
-            // The stack's own "…_IN_PROGRESS" with a user-initiated reason marks where
-            // its latest operation began.
-            if is_stack
-                && status.ends_with("_IN_PROGRESS")
-                && event
-                    .resource_status_reason()
-                    .is_some_and(|r| r.contains("User Initiated"))
-            {
-                break 'pages;
-            }
-            if status.ends_with("_FAILED") && !is_stack {
-                failed.push(Failure {
-                    logical_id: event.logical_resource_id().unwrap_or_default().to_string(),
-                    resource_type: event.resource_type().unwrap_or_default().to_string(),
-                    status,
-                    reason: event
-                        .resource_status_reason()
-                        .unwrap_or_default()
-                        .to_string(),
-                });
-            }
+    walk_events(client, stack, |e| {
+        // The stack's own "…_IN_PROGRESS" with a user-initiated reason marks where its
+        // latest operation began.
+        if e.is_stack()
+            && e.status.ends_with("_IN_PROGRESS")
+            && e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("User Initiated"))
+        {
+            return false;
         }
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
+        if e.status.ends_with("_FAILED") && !e.is_stack() {
+            failed.push(e);
         }
-    }
+        true
+    })
+    .await?;
     failed.reverse();
     Ok(failed)
 }
@@ -375,58 +337,28 @@ pub async fn wait_change_set(
 ) -> Result<ChangeSet, Error> {
     loop {
         let mut changes = Vec::new();
-        let mut token: Option<String> = None;
-        let (status, reason) = loop {
-            let out = client
-                .describe_change_set()
-                .stack_name(stack)
-                .change_set_name(id)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeChangeSet", e)))?;
-            for change in out.changes() {
-                let Some(rc) = change.resource_change() else {
-                    continue;
-                };
-                changes.push(SetChange {
-                    logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
-                    resource_type: rc.resource_type().unwrap_or_default().to_string(),
-                    action: rc
-                        .action()
-                        .map(|a| a.as_str().to_string())
-                        .unwrap_or_default(),
-                    replacement: rc.replacement().map(|r| r.as_str().to_string()),
-                    targets: rc
-                        .details()
-                        .iter()
-                        .filter_map(|d| {
-                            let t = d.target()?;
-                            let attribute = t.attribute().map(|a| a.as_str()).unwrap_or_default();
-                            // Tags are a property in the template (`Properties.Tags`).
-                            let name = match (attribute, t.name()) {
-                                ("Tags", _) => "Properties.Tags".to_string(),
-                                (_, Some(n)) => format!("{attribute}.{n}"),
-                                (_, None) => attribute.to_string(),
-                            };
-                            let recreates = t
-                                .requires_recreation()
-                                .is_some_and(|r| r.as_str() != "Never");
-                            Some((name, recreates))
-                        })
-                        .collect(),
-                });
-            }
-            let status = out
+        let (mut status, mut reason) = (String::new(), None);
+        let mut pages = client
+            .describe_change_set()
+            .stack_name(stack)
+            .change_set_name(id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| Error(AwsError::from_sdk(SERVICE, "DescribeChangeSet", e)))?;
+            changes.extend(
+                page.changes()
+                    .iter()
+                    .filter_map(|c| c.resource_change())
+                    .map(set_change),
+            );
+            status = page
                 .status()
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_default();
-            let reason = out.status_reason().map(str::to_string);
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break (status, reason),
-            }
-        };
+            reason = page.status_reason().map(str::to_string);
+        }
         if status == "CREATE_COMPLETE" || status == "FAILED" {
             return Ok(ChangeSet {
                 id: id.to_string(),
@@ -436,6 +368,36 @@ pub async fn wait_change_set(
             });
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+fn set_change(rc: &aws_sdk_cloudformation::types::ResourceChange) -> SetChange {
+    SetChange {
+        logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
+        resource_type: rc.resource_type().unwrap_or_default().to_string(),
+        action: rc
+            .action()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default(),
+        replacement: rc.replacement().map(|r| r.as_str().to_string()),
+        targets: rc
+            .details()
+            .iter()
+            .filter_map(|d| {
+                let t = d.target()?;
+                let attribute = t.attribute().map(|a| a.as_str()).unwrap_or_default();
+                // Tags are a property in the template (`Properties.Tags`).
+                let name = match (attribute, t.name()) {
+                    ("Tags", _) => "Properties.Tags".to_string(),
+                    (_, Some(n)) => format!("{attribute}.{n}"),
+                    (_, None) => attribute.to_string(),
+                };
+                let recreates = t
+                    .requires_recreation()
+                    .is_some_and(|r| r.as_str() != "Never");
+                Some((name, recreates))
+            })
+            .collect(),
     }
 }
 
@@ -461,15 +423,65 @@ pub async fn execute_change_set(client: &Client, stack: &str, id: &str) -> Resul
     Ok(())
 }
 
-/// One stack event, for progress.
+/// One stack event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub id: String,
     pub timestamp: Option<std::time::SystemTime>,
+    pub stack_name: String,
     pub logical_id: String,
     pub resource_type: String,
     pub status: String,
     pub reason: Option<String>,
+}
+
+impl Event {
+    /// An event of the stack itself (its logical id is its name), not of a resource.
+    pub fn is_stack(&self) -> bool {
+        self.resource_type == "AWS::CloudFormation::Stack" && self.logical_id == self.stack_name
+    }
+}
+
+/// Hands the stack's events to `visit`, newest first, page after page, until it
+/// returns false or the events run out. A stack that no longer exists under `stack`
+/// (deleted, and named by name rather than id) has no more events.
+async fn walk_events(
+    client: &Client,
+    stack: &str,
+    mut visit: impl FnMut(Event) -> bool,
+) -> Result<(), Error> {
+    let mut pages = client
+        .describe_stack_events()
+        .stack_name(stack)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) if says(&e, "does not exist") => return Ok(()),
+            Err(e) => return Err(Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e))),
+        };
+        for e in page.stack_events() {
+            let event = Event {
+                id: e.event_id().unwrap_or_default().to_string(),
+                timestamp: e
+                    .timestamp()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                stack_name: e.stack_name().unwrap_or_default().to_string(),
+                logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+                resource_type: e.resource_type().unwrap_or_default().to_string(),
+                status: e
+                    .resource_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reason: e.resource_status_reason().map(str::to_string),
+            };
+            if !visit(event) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The stack's events newer than `after` (an event id), oldest first. With `after` None,
@@ -480,47 +492,14 @@ pub async fn events_after(
     after: Option<&str>,
 ) -> Result<Vec<Event>, Error> {
     let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    'pages: loop {
-        let out = match client
-            .describe_stack_events()
-            .stack_name(stack)
-            .set_next_token(token.take())
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            // Deleted, and named by name rather than id: no more events to show.
-            Err(e) if says(&e, "does not exist") => break,
-            Err(e) => return Err(Error(AwsError::from_sdk(SERVICE, "DescribeStackEvents", e))),
-        };
-        for e in out.stack_events() {
-            let id = e.event_id().unwrap_or_default();
-            if Some(id) == after {
-                break 'pages;
-            }
-            events.push(Event {
-                id: id.to_string(),
-                timestamp: e
-                    .timestamp()
-                    .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
-                logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
-                resource_type: e.resource_type().unwrap_or_default().to_string(),
-                status: e
-                    .resource_status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                reason: e.resource_status_reason().map(str::to_string),
-            });
-            if after.is_none() {
-                break 'pages;
-            }
+    walk_events(client, stack, |e| {
+        if Some(e.id.as_str()) == after {
+            return false;
         }
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
+        events.push(e);
+        after.is_some()
+    })
+    .await?;
     events.reverse();
     Ok(events)
 }
@@ -562,33 +541,29 @@ pub async fn resources(
     stack: &str,
 ) -> Result<Vec<(String, String, String)>, Error> {
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client
-            .list_stack_resources()
-            .stack_name(stack)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| Error(AwsError::from_sdk(SERVICE, "ListStackResources", e)))?;
+    let mut pages = client
+        .list_stack_resources()
+        .stack_name(stack)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error(AwsError::from_sdk(SERVICE, "ListStackResources", e)))?;
         for r in page.stack_resource_summaries() {
             // Only what exists: a failed or half-deleted stack still lists resources
             // that were deleted or never got an id.
             let gone = r
                 .resource_status()
                 .is_some_and(|s| s.as_str() == "DELETE_COMPLETE");
-            if gone || r.physical_resource_id().is_none_or(str::is_empty) {
+            let physical = r.physical_resource_id().unwrap_or_default();
+            if gone || physical.is_empty() {
                 continue;
             }
             out.push((
                 r.logical_resource_id().unwrap_or_default().to_string(),
                 r.resource_type().unwrap_or_default().to_string(),
-                r.physical_resource_id().unwrap_or_default().to_string(),
+                physical.to_string(),
             ));
         }
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(out),
-        }
     }
+    Ok(out)
 }

@@ -17,15 +17,14 @@ pub async fn alarms(
 ) -> Result<Vec<Alarm>, Error> {
     let mut out = Vec::new();
     for chunk in names.chunks(100) {
-        let mut token: Option<String> = None;
-        loop {
-            let page = client
-                .describe_alarms()
-                .set_alarm_names(Some(chunk.to_vec()))
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| Error(AwsError::from_sdk("CloudWatch", "DescribeAlarms", e)))?;
+        let mut pages = client
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| Error(AwsError::from_sdk("CloudWatch", "DescribeAlarms", e)))?;
             for a in page.metric_alarms() {
                 out.push(Alarm {
                     name: a.alarm_name().unwrap_or_default().to_string(),
@@ -35,10 +34,6 @@ pub async fn alarms(
                         .unwrap_or_default(),
                     reason: a.state_reason().map(str::to_string),
                 });
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
             }
         }
     }

@@ -33,6 +33,7 @@ pub async fn put(
     key: &str,
     bytes: Vec<u8>,
     sha256_base64: &str,
+    content_type: &str,
 ) -> Result<(), Error> {
     client
         .put_object()
@@ -40,7 +41,7 @@ pub async fn put(
         .key(key)
         .body(ByteStream::from(bytes))
         .checksum_sha256(sha256_base64)
-        .content_type("application/zip")
+        .content_type(content_type)
         .send()
         .await
         .map_err(|e| Error(AwsError::from_sdk(SERVICE, "PutObject", e)))?;

@@ -33,7 +33,7 @@ pub async fn follow(
     let mut done = BTreeSet::new();
     let mut print = |events: Vec<Event>, last: &mut Option<String>| {
         for e in events {
-            if e.status.ends_with("_COMPLETE") && e.resource_type != "AWS::CloudFormation::Stack" {
+            if e.status.ends_with("_COMPLETE") && !e.is_stack() {
                 done.insert(e.logical_id.clone());
             }
             progress.println(&spinner, &line(&e));
@@ -115,6 +115,7 @@ mod tests {
         let e = Event {
             id: "1".into(),
             timestamp: Some(UNIX_EPOCH + Duration::from_secs(1_795_000_000 + 29)),
+            stack_name: "efs-autoscaler-bootstrap".into(),
             logical_id: "Repository".into(),
             resource_type: "AWS::ECR::Repository".into(),
             status: "CREATE_FAILED".into(),

@@ -231,6 +231,7 @@ async fn upload(
             &key,
             artifacts.zip.bytes.clone(),
             &artifacts.zip.sha256_base64(),
+            "application/zip",
         )
         .await?;
         bar.inc(artifacts.zip.bytes.len() as u64);

@@ -107,6 +107,7 @@ pub async fn submission(
                 &key,
                 main.as_bytes().to_vec(),
                 &base64::engine::general_purpose::STANDARD.encode(digest),
+                "application/yaml",
             )
             .await?;
         }
@@ -151,20 +152,17 @@ pub async fn plan(
         _ => serde_json::json!({}),
     };
     let after = template::parse(main, "the rendered template")?;
-    let deployed_parameters: Map<String, Value> = existing
+    let as_map = |pairs: &[(String, String)]| -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    };
+    let deployed_parameters = existing
         .filter(|_| !create)
-        .map(|s| {
-            s.parameters
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect()
-        })
+        .map(|s| as_map(&s.parameters))
         .unwrap_or_default();
-    let new_parameters: Map<String, Value> = submission
-        .parameters
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    let new_parameters = as_map(&submission.parameters);
     let nothing = change_set.is_empty();
     let resources = if nothing {
         Vec::new()
@@ -187,17 +185,18 @@ pub async fn plan(
         } else {
             diff::values(&diff::outputs(&before), &diff::outputs(&after))
         },
-        // With no resource change CloudFormation deploys nothing, not even the template's
-        // metadata, so configuration that reaches no resource (account_id,
-        // termination_protection) would show here forever: said in a note instead.
-        config: if create || nothing {
+        config: if create {
             Vec::new()
         } else {
             diff::values(&config_of(&before), &config_of(&after))
         },
         notes: Vec::new(),
     };
-    if nothing && !diff::values(&config_of(&before), &config_of(&after)).is_empty() {
+    // With no resource change CloudFormation deploys nothing, not even the template's
+    // metadata, so configuration that reaches no resource (account_id,
+    // termination_protection) would show here forever: said in a note instead.
+    if nothing && !diff.config.is_empty() {
+        diff.config.clear();
         diff.notes.push(
             "configuration changes that reach no resource are not deployed by CloudFormation (it does not update template metadata alone); `up` applies termination_protection itself".to_string(),
         );

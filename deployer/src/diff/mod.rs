@@ -130,66 +130,70 @@ impl Diff {
 /// from the create-only properties of each type.
 pub fn resources(before: &Value, after: &Value) -> Vec<ResourceChange> {
     let empty = Map::new();
-    let resources = |t: &Value| t.get("Resources").and_then(Value::as_object).cloned();
     let (old, new) = (
-        resources(before).unwrap_or_else(|| empty.clone()),
-        resources(after).unwrap_or(empty),
+        resource_map(before).unwrap_or(&empty),
+        resource_map(after).unwrap_or(&empty),
     );
     let ids: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    let type_of = |r: &Value| {
-        r.get("Type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let mut changes = Vec::new();
-    for id in ids {
-        match (old.get(id), new.get(id)) {
-            (None, Some(r)) => changes.push(ResourceChange {
-                logical_id: id.clone(),
-                resource_type: type_of(r),
-                action: Action::Add,
-                replacement: Replacement::No,
-                replacement_source: Source::Predicted,
-                properties: Vec::new(),
-            }),
-            (Some(r), None) => changes.push(ResourceChange {
-                logical_id: id.clone(),
-                resource_type: type_of(r),
-                action: Action::Remove,
-                replacement: Replacement::No,
-                replacement_source: Source::Predicted,
-                properties: Vec::new(),
-            }),
-            (Some(a), Some(b)) if a != b => {
-                let resource_type = type_of(b);
-                let mut properties = Vec::new();
-                compare("", a, b, &mut properties);
-                let type_changed = type_of(a) != resource_type;
-                for p in &mut properties {
-                    p.replaces = p
-                        .path
-                        .strip_prefix("Properties.")
-                        .is_some_and(|path| replacement::replaces(&resource_type, path));
-                }
-                let replaced = type_changed || properties.iter().any(|p| p.replaces);
-                changes.push(ResourceChange {
-                    logical_id: id.clone(),
-                    resource_type,
-                    action: Action::Modify,
-                    replacement: if replaced {
-                        Replacement::Yes
-                    } else {
-                        Replacement::No
-                    },
-                    replacement_source: Source::Predicted,
-                    properties,
-                });
-            }
-            _ => {}
-        }
+    ids.into_iter()
+        .filter_map(|id| match (old.get(id), new.get(id)) {
+            (Some(a), Some(b)) if a != b => Some(modified(id, a, b)),
+            (None, Some(r)) => Some(whole(id, r, Action::Add)),
+            (Some(r), None) => Some(whole(id, r, Action::Remove)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn resource_map(template: &Value) -> Option<&Map<String, Value>> {
+    template.get("Resources").and_then(Value::as_object)
+}
+
+fn type_of(resource: &Value) -> String {
+    resource
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A resource added or removed as a whole.
+fn whole(id: &str, resource: &Value, action: Action) -> ResourceChange {
+    ResourceChange {
+        logical_id: id.to_string(),
+        resource_type: type_of(resource),
+        action,
+        replacement: Replacement::No,
+        replacement_source: Source::Predicted,
+        properties: Vec::new(),
     }
-    changes
+}
+
+/// A resource in both templates that differs: its changed properties, and whether a
+/// create-only one (or the type) changed, which replaces it.
+fn modified(id: &str, before: &Value, after: &Value) -> ResourceChange {
+    let resource_type = type_of(after);
+    let mut properties = Vec::new();
+    compare("", before, after, &mut properties);
+    for p in &mut properties {
+        p.replaces = p
+            .path
+            .strip_prefix("Properties.")
+            .is_some_and(|path| replacement::replaces(&resource_type, path));
+    }
+    let replaced = type_of(before) != resource_type || properties.iter().any(|p| p.replaces);
+    ResourceChange {
+        logical_id: id.to_string(),
+        resource_type,
+        action: Action::Modify,
+        replacement: if replaced {
+            Replacement::Yes
+        } else {
+            Replacement::No
+        },
+        replacement_source: Source::Predicted,
+        properties,
+    }
 }
 
 /// Changed keys of two flat maps.
