@@ -49,7 +49,7 @@ fn main() {
         });
     println!("NFS export under {}\n", base.display());
     let cluster = Ganesha::start_in(3, &base).unwrap_or_else(|e| panic!("{e}"));
-    let mut args: Vec<String> = ["--backend", "nfs", "--export", "/export"]
+    let mut args: Vec<String> = ["--backend", "nfs", "--export", "/export", "--tls=false"]
         .iter()
         .map(|s| s.to_string())
         .collect();

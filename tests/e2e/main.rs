@@ -12,4 +12,5 @@ mod package;
 mod real_aws;
 mod replayed;
 mod router;
+mod router_tls;
 mod scaler;

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-fn http() -> Client {
+pub(crate) fn http() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -32,6 +32,8 @@ fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
         "3",
         "--probe-interval",
         "1",
+        // ganesha speaks clear text; TLS is tested through stunnel in router_tls.
+        "--tls=false",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -44,7 +46,7 @@ fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
 }
 
 /// Deterministic contents of a given size.
-fn contents(seed: usize, size: usize) -> Vec<u8> {
+pub(crate) fn contents(seed: usize, size: usize) -> Vec<u8> {
     let mut x = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..size)
         .map(|_| {
@@ -56,7 +58,7 @@ fn contents(seed: usize, size: usize) -> Vec<u8> {
         .collect()
 }
 
-fn targets(router: &RouterProcess) -> BTreeMap<String, Value> {
+pub(crate) fn targets(router: &RouterProcess) -> BTreeMap<String, Value> {
     let body: Value = http()
         .get(router.url("/targets"))
         .send()
@@ -71,7 +73,11 @@ fn targets(router: &RouterProcess) -> BTreeMap<String, Value> {
         .collect()
 }
 
-fn wait_for(router: &RouterProcess, what: &str, check: impl Fn(&BTreeMap<String, Value>) -> bool) {
+pub(crate) fn wait_for(
+    router: &RouterProcess,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, Value>) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = targets(router);

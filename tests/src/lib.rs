@@ -13,6 +13,7 @@ mod ganesha;
 mod lambda_api;
 mod registry;
 mod router;
+mod tls_front;
 
 pub use aws_replay::{AwsReplay, Reply};
 pub use cargo_bin::cargo_bin;
@@ -20,6 +21,7 @@ pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};
 pub use registry::Registry;
 pub use router::{Exited, RouterProcess};
+pub use tls_front::{ServerCert, TestCa, TlsFront};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::backend::{BackendKind, NfsOptions};
+use super::backend::{BackendKind, Connections, NfsOptions};
 use super::pool::{Backoff, Connector};
+use super::tls::{Tls, TlsSettings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -66,6 +67,39 @@ pub struct ServeArgs {
     /// to 8 MiB of it when alone).
     #[arg(long, env = "TRANSFER_BUFFER_MIB", default_value_t = 16, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub buffer_mib: u64,
+    /// Encrypt every connection to the targets with TLS (default: on for the nfs
+    /// backend). `--tls=false` for NFS servers without TLS.
+    #[arg(long, env = "ROUTER_TLS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// PEM file of the CAs to trust instead of Amazon Root CA 1-4.
+    #[arg(long, env = "TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the targets' certificates must carry (default:
+    /// FS_ID.efs.REGION.amazonaws.com, from the file system id and region).
+    #[arg(long, env = "TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Authorize with the task role's credentials, as efs-utils' `iam` mount option
+    /// (needs --tls).
+    #[arg(long, env = "ROUTER_IAM", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub iam: Option<bool>,
+    /// The EFS access point to mount through (its root directory and POSIX user apply).
+    #[arg(long, env = "EFS_ACCESS_POINT_ID", value_name = "FSAP_ID")]
+    pub access_point: Option<String>,
+    /// The file system's id (the TLS server name and the IAM signature name it).
+    #[arg(long, env = "EFS_FILE_SYSTEM_ID", value_name = "FS_ID")]
+    pub file_system_id: Option<String>,
+    /// The file system's region.
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// TCP connections per target: a number (1-16), or `auto` (start with one, add up
+    /// to 5 while a target moves 300 MiB/s or more, as efs-proxy does).
+    #[arg(
+        long,
+        env = "CONNECTIONS_PER_TARGET",
+        default_value = "auto",
+        value_name = "N|auto"
+    )]
+    pub connections_per_target: Connections,
 }
 
 impl ServeArgs {
@@ -87,6 +121,42 @@ impl ServeArgs {
                 self.mount_root.display()
             ));
         }
+        if self.tls_on() {
+            if self.backend != BackendKind::Nfs {
+                problems.push(format!(
+                    "--tls is for the nfs backend; the {:?} backend cannot encrypt (use --tls=false)",
+                    self.backend
+                ));
+            } else if self.server_name().is_none() {
+                problems.push(
+                    "--tls needs the name to check the targets' certificates against: set \
+                     EFS_FILE_SYSTEM_ID and AWS_REGION (--file-system-id, --region), or \
+                     --tls-server-name, or run with --tls=false for servers without TLS"
+                        .to_string(),
+                );
+            }
+        }
+        if self.iam_on() {
+            if !self.tls_on() {
+                problems.push("--iam needs --tls (EFS reads the authorization from the TLS client certificate)".into());
+            }
+            if self.file_system_id.is_none() || self.region.is_none() {
+                problems.push(
+                    "--iam needs the file system id and region (EFS_FILE_SYSTEM_ID, AWS_REGION)"
+                        .into(),
+                );
+            }
+        }
+        if self.access_point.is_some() && !self.tls_on() {
+            problems.push("--access-point needs --tls (EFS reads the access point from the TLS client certificate)".into());
+        }
+        if let Some(ap) = &self.access_point
+            && !ap.starts_with("fsap-")
+        {
+            problems.push(format!(
+                "--access-point {ap:?} is not an access point id (fsap-...)"
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -94,12 +164,76 @@ impl ServeArgs {
         }
     }
 
-    pub fn connector(&self) -> Connector {
+    /// TLS is on unless turned off, for the nfs backend; off for the others unless asked
+    /// (then validation refuses it).
+    pub fn tls_on(&self) -> bool {
+        self.tls.unwrap_or(self.backend == BackendKind::Nfs)
+    }
+
+    pub fn iam_on(&self) -> bool {
+        self.iam.unwrap_or(false)
+    }
+
+    /// The name the targets' certificates are checked against.
+    pub fn server_name(&self) -> Option<String> {
+        self.tls_server_name.clone().or_else(|| {
+            Some(super::tls::efs_server_name(
+                self.file_system_id.as_deref()?,
+                self.region.as_deref()?,
+            ))
+        })
+    }
+
+    /// The TLS client, with the IAM or access-point certificate when asked for; `None`
+    /// in clear text.
+    pub async fn tls_client(&self) -> Result<Option<Tls>, String> {
+        if !self.tls_on() {
+            return Ok(None);
+        }
+        let settings = TlsSettings {
+            server_name: self.server_name().unwrap_or_default(),
+            ca_file: self.tls_ca.clone(),
+        };
+        let identity = if self.iam_on() || self.access_point.is_some() {
+            let credentials = if self.iam_on() {
+                let config = crate::aws::sdk_config().await;
+                Some(config.credentials_provider().ok_or_else(|| {
+                    "--iam: the AWS SDK found no credentials provider".to_string()
+                })?)
+            } else {
+                None
+            };
+            let identity = super::tls::iam::ClientIdentity::new(
+                super::tls::iam::IdentitySettings {
+                    file_system_id: self.file_system_id.clone().unwrap_or_default(),
+                    region: self.region.clone().unwrap_or_default(),
+                    access_point_id: self.access_point.clone(),
+                    common_name: host_name(),
+                },
+                credentials,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            identity.spawn_renewal();
+            let resolver: std::sync::Arc<dyn rustls::client::ResolvesClientCert> = identity;
+            Some(resolver)
+        } else {
+            None
+        };
+        Tls::new(&settings, identity)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn connector(&self, tls: Option<Tls>) -> Connector {
         Connector {
             kind: self.backend,
             nfs: NfsOptions {
                 export: self.export.clone(),
                 port: self.nfs_port,
+                tls,
+                connections: self.connections_per_target,
+                connect_timeout: Duration::from_secs(self.connect_timeout),
             },
             mount_root: self.mount_root.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout),
@@ -125,4 +259,14 @@ impl ServeArgs {
             max: Duration::from_secs(15),
         }
     }
+}
+
+/// This host's name, as efs-utils puts it in the certificate (a Fargate task's is its
+/// ENI's private DNS name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "efs-router".to_string())
 }

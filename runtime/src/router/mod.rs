@@ -21,6 +21,7 @@ pub mod pool;
 pub mod rendezvous;
 pub mod sources;
 pub mod stats;
+pub mod tls;
 pub mod transfer;
 
 use std::sync::Arc;
@@ -66,7 +67,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     .await?;
     tracing::info!(backend = ?args.backend, origin = ?origin, targets = specs.len(), "connecting to mount targets");
 
-    let pool = Pool::start(specs.clone(), args.connector(), args.backoff()).await?;
+    let tls = args.tls_client().await.map_err(ServeError::Config)?;
+    match &tls {
+        Some(tls) => {
+            tracing::info!(server_name = tls.server_name(), iam = args.iam_on(), access_point = ?args.access_point, "connections to the targets are encrypted (TLS)")
+        }
+        None => tracing::warn!("connections to the targets are NOT encrypted (--tls=false)"),
+    }
+    let pool = Pool::start(specs.clone(), args.connector(tls), args.backoff()).await?;
     let up = pool
         .targets()
         .iter()

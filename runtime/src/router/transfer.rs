@@ -477,6 +477,9 @@ mod tests {
             nfs: NfsOptions {
                 export: "/".into(),
                 port: 2049,
+                tls: None,
+                connections: crate::router::backend::Connections::Fixed(1),
+                connect_timeout: Duration::from_secs(5),
             },
             mount_root: PathBuf::from("/mnt"),
             connect_timeout: Duration::from_secs(5),

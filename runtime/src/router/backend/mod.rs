@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 pub use kernel::{KernelMount, mount_options};
 pub use local::LocalClient;
-pub use nfs::{NfsClient, NfsOptions, nfs_url};
+pub use nfs::{Connections, NfsClient, NfsOptions, nfs_url};
 
 use super::path::FilePath;
 

@@ -1,6 +1,16 @@
 //! The `nfs` backend: one `nfs-rs` NFSv4.1 mount (one TCP connection, one session) per
 //! target, shared by every request to it.
 //!
+//! With `--connections-per-target N` a target gets N mounts (N TCP connections, each
+//! its own NFS client and session, as EFS sees several clients). Path calls go to the
+//! connection with the fewest calls in flight; a file's calls stay on the connection
+//! that opened it (its open state lives in that session). A connection that breaks is
+//! replaced in the background while the others carry on, and an idempotent call
+//! (stat, open for reading, read, list, probe) that met it is retried on another one.
+//! `auto` starts with one and adds connections, up to 5, while the target moves
+//! 300 MiB/s or more: efs-proxy's rule, since per-connection throughput is what
+//! limits one EFS client.
+//!
 //! This file is the only one that touches `nfs-rs`, so an upgrade of that young crate is
 //! checked here and by the ganesha tests (see ../shared/notes/nfs.md for what it does).
 //! What we rely on:
@@ -10,38 +20,279 @@
 //!   the server's write verifiers (a server that rebooted between write and commit is
 //!   reported, never silently accepted).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nfs_rs::{DirectoryCookie, Mount, Nfs4ErrorCode, NfsError, OPEN_READ};
 
 use super::{BackendError, DirEntry, EntryKind, ListPage, Result, Stat, WriteAck};
 use crate::router::path::FilePath;
+use crate::router::tls::Tls;
+use crate::router::tls::forwarder::{Forwarder, Upstream};
 
 /// How to reach the export on each target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct NfsOptions {
     /// The exported path: `/` on EFS.
     pub export: String,
     pub port: u16,
+    /// Encrypt every connection (`--tls`); `None` is clear text.
+    pub tls: Option<Tls>,
+    pub connections: Connections,
+    /// The whole connect's budget (`--connect-timeout`).
+    pub connect_timeout: Duration,
+}
+
+/// `--connections-per-target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connections {
+    Fixed(usize),
+    /// Start with one; add one at a time while the target moves `threshold` bytes per
+    /// second or more, up to `max`.
+    Auto {
+        max: usize,
+        threshold: u64,
+    },
+}
+
+impl Connections {
+    /// efs-proxy's defaults: 5 connections past 300 MiB/s.
+    pub const AUTO: Connections = Connections::Auto {
+        max: 5,
+        threshold: 300 << 20,
+    };
+
+    fn initial(self) -> usize {
+        match self {
+            Connections::Fixed(n) => n.max(1),
+            Connections::Auto { .. } => 1,
+        }
+    }
+}
+
+impl std::str::FromStr for Connections {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(Connections::AUTO);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if (1..=16).contains(&n) => Ok(Connections::Fixed(n)),
+            _ => Err(format!("{s:?}: expected a number from 1 to 16, or auto")),
+        }
+    }
 }
 
 /// The `nfs-rs` URL for a target: NFSv4.1 as EFS requires, the port given directly
 /// (EFS runs no portmapper), and an unprivileged source port (`noresvport`, as
 /// amazon-efs-utils mounts EFS; a Fargate task cannot bind ports below 1024 anyway).
-pub fn nfs_url(address: &str, options: &NfsOptions) -> String {
-    let export = options.export.trim_start_matches('/');
-    format!(
-        "nfs://{address}/{export}?version=4.1&noresvport=true&nfsport={}",
-        options.port
-    )
+pub fn nfs_url(address: &str, export: &str, port: u16) -> String {
+    let export = export.trim_start_matches('/');
+    format!("nfs://{address}/{export}?version=4.1&noresvport=true&nfsport={port}")
+}
+
+/// One connection to the target: a mount, and its TLS forwarder when encrypted.
+#[derive(Debug)]
+pub struct Conn {
+    mount: Arc<dyn Mount>,
+    // Dropped with the connection: closes the loopback listener and the TLS relay.
+    _forwarder: Option<Forwarder>,
+    inflight: AtomicUsize,
+    failed: AtomicBool,
+}
+
+/// Counts a call in flight on a connection for as long as it lives.
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn new(conn: Arc<Conn>) -> Self {
+        conn.inflight.fetch_add(1, Ordering::Relaxed);
+        Busy(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection of a target shares, and what makes new ones.
+#[derive(Debug)]
+struct Shared {
+    address: String,
+    options: NfsOptions,
+    timeout: Duration,
+    conns: RwLock<Vec<Arc<Conn>>>,
+    /// Bytes moved since `window` began (auto mode's rate).
+    moved: AtomicU64,
+    window: Mutex<Instant>,
+    /// A connection is being added or replaced.
+    dialing: AtomicBool,
+}
+
+impl Shared {
+    fn conns(&self) -> Vec<Arc<Conn>> {
+        self.conns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Opens one more connection: TLS first (so a certificate problem is named before
+    /// anything else), then the mount through the forwarder.
+    async fn dial(&self) -> Result<Conn> {
+        let port = self.options.port;
+        let (url, forwarder) = match &self.options.tls {
+            Some(tls) => {
+                // Three quarters of the connect budget, so a silent handshake (a clear-text
+                // server waiting for more) is reported as such before the pool's own
+                // connect timeout cuts the whole attempt short.
+                let handshake = self.options.connect_timeout.mul_f64(0.75);
+                let stream = tls.connect(&self.address, port, handshake).await?;
+                let upstream = Upstream {
+                    tls: tls.clone(),
+                    address: self.address.clone(),
+                    port,
+                    timeout: self.options.connect_timeout,
+                };
+                let forwarder = Forwarder::start(upstream, stream).await.map_err(|e| {
+                    BackendError::Unavailable(format!("cannot start the TLS forwarder: {e}"))
+                })?;
+                let local = forwarder.local_addr();
+                let url = nfs_url(&local.ip().to_string(), &self.options.export, local.port());
+                (url, Some(forwarder))
+            }
+            None => (nfs_url(&self.address, &self.options.export, port), None),
+        };
+        let mounted = tokio::time::timeout(self.timeout, nfs_rs::parse_url_and_mount(&url))
+            .await
+            .map_err(|_| BackendError::Timeout(self.timeout))?;
+        let mount = match mounted {
+            Ok(mount) => mount,
+            Err(e) => {
+                let e = match map(e) {
+                    // At mount time every failure means this target is not usable.
+                    BackendError::NotFound => BackendError::Unavailable(format!(
+                        "export {} not found",
+                        self.options.export
+                    )),
+                    e if e.is_target_failure() => e,
+                    e => BackendError::Unavailable(e.to_string()),
+                };
+                return Err(self.explain_clear_text_failure(e).await);
+            }
+        };
+        Ok(Conn {
+            mount: Arc::from(mount),
+            _forwarder: forwarder,
+            inflight: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// A clear-text mount that failed against a server speaking TLS (EFS with a policy
+    /// requiring it, or a TLS front) says so, instead of a bare connection reset.
+    async fn explain_clear_text_failure(&self, e: BackendError) -> BackendError {
+        if self.options.tls.is_some() || !matches!(e, BackendError::Unavailable(_)) {
+            return e;
+        }
+        if crate::router::tls::speaks_tls(&self.address, self.options.port, self.timeout).await {
+            BackendError::Unavailable(format!(
+                "{e}; the target answers with TLS: run with --tls (and its server name)"
+            ))
+        } else {
+            e
+        }
+    }
+
+    /// The live connection with the fewest calls in flight.
+    fn pick(&self) -> Option<Arc<Conn>> {
+        let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
+        conns
+            .iter()
+            .filter(|c| !c.failed.load(Ordering::Relaxed))
+            .min_by_key(|c| c.inflight.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    /// `conn` broke: unless it is the last live one (then the whole target is down and
+    /// the pool reconnects it), drop it and dial a replacement in the background.
+    /// Returns whether another connection can take over.
+    fn retire(self: &Arc<Self>, conn: &Arc<Conn>, error: &BackendError) -> bool {
+        if conn.failed.swap(true, Ordering::AcqRel) {
+            return self.pick().is_some();
+        }
+        let others = self.pick().is_some();
+        if !others {
+            return false;
+        }
+        tracing::warn!(target = %self.address, %error, "an NFS connection broke; replacing it");
+        self.conns
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| !Arc::ptr_eq(c, conn));
+        let me = self.clone();
+        let old = conn.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(me.timeout, old.mount.umount()).await;
+            me.add().await;
+        });
+        true
+    }
+
+    /// Dials one more connection and puts it in service; one dial at a time.
+    async fn add(self: &Arc<Self>) {
+        if self.dialing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.dial().await {
+            Ok(conn) => {
+                let mut conns = self.conns.write().unwrap_or_else(|p| p.into_inner());
+                conns.push(Arc::new(conn));
+                tracing::info!(target = %self.address, connections = conns.len(), "NFS connection added");
+            }
+            Err(e) => {
+                tracing::warn!(target = %self.address, error = %e, "cannot open another NFS connection")
+            }
+        }
+        self.dialing.store(false, Ordering::Release);
+    }
+
+    /// Auto mode: counts `n` bytes and, once a second, adds a connection if the last
+    /// second moved the threshold or more.
+    fn moved(self: &Arc<Self>, n: usize) {
+        let Connections::Auto { max, threshold } = self.options.connections else {
+            return;
+        };
+        let moved = self.moved.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let mut window = match self.window.try_lock() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let elapsed = window.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        *window = Instant::now();
+        self.moved.store(0, Ordering::Relaxed);
+        let rate = moved as f64 / elapsed.as_secs_f64();
+        let live = self
+            .conns()
+            .iter()
+            .filter(|c| !c.failed.load(Ordering::Relaxed))
+            .count();
+        if rate >= threshold as f64 && live < max {
+            tracing::info!(target = %self.address, mib_per_s = rate / f64::from(1 << 20), connections = live, "target busy; adding a connection");
+            let me = self.clone();
+            tokio::spawn(async move { me.add().await });
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct NfsClient {
-    mount: Arc<dyn Mount>,
-    timeout: Duration,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
@@ -50,6 +301,8 @@ pub struct NfsHandle {
     /// For a created file: its directory's handle and its name, so publishing it is
     /// one RENAME instead of two lookups and a RENAME.
     created_in: Option<(Bytes, String)>,
+    /// The connection that opened it: its open state lives in that session.
+    conn: Arc<Conn>,
 }
 
 /// NFS type codes (ftype3 / nfs_ftype4 agree on these).
@@ -59,66 +312,158 @@ const NF_LNK: u32 = 5;
 
 impl NfsClient {
     pub async fn connect(address: &str, options: &NfsOptions, timeout: Duration) -> Result<Self> {
-        let url = nfs_url(address, options);
-        let mount = tokio::time::timeout(timeout, nfs_rs::parse_url_and_mount(&url))
-            .await
-            .map_err(|_| BackendError::Timeout(timeout))?
-            .map_err(|e| match map(e) {
-                // At mount time every failure means this target is not usable.
-                BackendError::NotFound => {
-                    BackendError::Unavailable(format!("export {} not found", options.export))
-                }
-                e if e.is_target_failure() => e,
-                e => BackendError::Unavailable(e.to_string()),
-            })?;
-        Ok(NfsClient {
-            mount: Arc::from(mount),
+        let shared = Arc::new(Shared {
+            address: address.to_string(),
+            options: options.clone(),
             timeout,
-        })
+            conns: RwLock::new(Vec::new()),
+            moved: AtomicU64::new(0),
+            window: Mutex::new(Instant::now()),
+            dialing: AtomicBool::new(false),
+        });
+        let wanted = options.connections.initial();
+        let dials = (0..wanted).map(|_| shared.dial());
+        let mut conns = Vec::with_capacity(wanted);
+        let mut first_error = None;
+        for result in futures_util::future::join_all(dials).await {
+            match result {
+                Ok(c) => conns.push(Arc::new(c)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if conns.is_empty() {
+            return Err(
+                first_error.unwrap_or_else(|| BackendError::Unavailable("no connection".into()))
+            );
+        }
+        if let Some(e) = first_error {
+            // Part of the set: serve with what opened, fill the rest in the background.
+            tracing::warn!(target = address, error = %e, opened = conns.len(), wanted, "not every NFS connection opened");
+            let missing = wanted - conns.len();
+            let me = shared.clone();
+            tokio::spawn(async move {
+                for _ in 0..missing {
+                    me.add().await;
+                }
+            });
+        }
+        *shared.conns.write().unwrap_or_else(|p| p.into_inner()) = conns;
+        Ok(NfsClient { shared })
     }
 
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.shared.timeout
+    }
+
+    /// Live connections now.
+    pub fn connections(&self) -> usize {
+        self.shared
+            .conns()
+            .iter()
+            .filter(|c| !c.failed.load(Ordering::Relaxed))
+            .count()
     }
 
     pub fn chunk_size(&self) -> usize {
         // The server's limits, capped by nfs-rs at 4 MiB; EFS and ganesha offer 1 MiB.
-        self.mount
-            .get_max_read_size()
-            .min(self.mount.get_max_write_size())
-            .max(4096) as usize
-    }
-
-    pub async fn probe(&self) -> Result<()> {
-        self.mount.null().await.map_err(map)
-    }
-
-    pub async fn stat(&self, path: &FilePath) -> Result<Stat> {
-        let obj = self.mount.lookup_path(path.as_str()).await.map_err(map)?;
-        match obj.attr {
-            Some(attr) => Ok(stat(&attr)),
-            None => self
+        match self.shared.pick() {
+            Some(c) => c
                 .mount
-                .getattr(obj.fh)
-                .await
-                .map(|a| stat(&a))
-                .map_err(map),
+                .get_max_read_size()
+                .min(c.mount.get_max_write_size())
+                .max(4096) as usize,
+            None => 1 << 20,
         }
     }
 
+    /// Runs an idempotent call on the least busy connection; if that connection breaks
+    /// and another is live, the call is made again there.
+    async fn any<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Arc<Conn>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, NfsError>>,
+    {
+        loop {
+            let Some(conn) = self.shared.pick() else {
+                return Err(BackendError::Unavailable(
+                    "every NFS connection to the target failed".into(),
+                ));
+            };
+            let busy = Busy::new(conn.clone());
+            let result = call(conn.clone()).await.map_err(map);
+            drop(busy);
+            match result {
+                Err(e @ BackendError::Unavailable(_)) => {
+                    if !self.shared.retire(&conn, &e) {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs a call on the connection that owns `h`.
+    async fn on<T, Fut>(&self, h: &NfsHandle, call: impl FnOnce(Arc<dyn Mount>) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, NfsError>>,
+    {
+        let _busy = Busy::new(h.conn.clone());
+        let result = call(h.conn.mount.clone()).await.map_err(map);
+        if let Err(e @ BackendError::Unavailable(_)) = &result {
+            self.shared.retire(&h.conn, e);
+        }
+        result
+    }
+
+    /// Every connection answers a NULL call; broken ones are replaced, and the target
+    /// fails only when none answers.
+    pub async fn probe(&self) -> Result<()> {
+        let conns = self.shared.conns();
+        let results = futures_util::future::join_all(conns.iter().map(|c| c.mount.null())).await;
+        let mut last = None;
+        for (conn, result) in conns.iter().zip(results) {
+            if let Err(e) = result.map_err(map) {
+                if e.is_target_failure() && !self.shared.retire(conn, &e) {
+                    last = Some(e);
+                }
+            }
+        }
+        match last {
+            Some(e) if self.shared.pick().is_none() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn stat(&self, path: &FilePath) -> Result<Stat> {
+        self.any(|c| async move {
+            let obj = c.mount.lookup_path(path.as_str()).await?;
+            match obj.attr {
+                Some(attr) => Ok(stat(&attr)),
+                None => c.mount.getattr(obj.fh).await.map(|a| stat(&a)),
+            }
+        })
+        .await
+    }
+
     pub async fn open_read(&self, path: &FilePath) -> Result<(super::Handle, Stat)> {
-        let obj = self
-            .mount
-            .open_path(path.as_str(), OPEN_READ)
-            .await
-            .map_err(map)?;
+        let (obj, conn) = self
+            .any(|c| async move {
+                c.mount
+                    .open_path(path.as_str(), OPEN_READ)
+                    .await
+                    .map(|o| (o, c))
+            })
+            .await?;
         let stat = match &obj.attr {
             Some(attr) => stat(attr),
-            None => match self.mount.getattr(obj.fh.clone()).await {
+            None => match conn.mount.getattr(obj.fh.clone()).await {
                 Ok(a) => stat(&a),
                 Err(e) => {
                     // Opened but unusable: release the open before reporting.
-                    let _ = self.mount.close(obj.fh).await;
+                    let _ = conn.mount.close(obj.fh).await;
                     return Err(map(e));
                 }
             },
@@ -126,32 +471,66 @@ impl NfsClient {
         let handle = NfsHandle {
             fh: obj.fh,
             created_in: None,
+            conn,
         };
         Ok((super::Handle::Nfs(handle), stat))
     }
 
+    /// Reads on the connection that opened the file; if it broke, on another one (a
+    /// read without the open's state uses the anonymous stateid, which servers accept).
     pub async fn read(&self, h: &NfsHandle, offset: u64, len: usize) -> Result<Bytes> {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.mount
-            .read(h.fh.clone(), offset, len)
+        let fh = h.fh.clone();
+        let result = if h.conn.failed.load(Ordering::Relaxed) {
+            self.any(|c| {
+                let fh = fh.clone();
+                async move { c.mount.read(fh, offset, len).await }
+            })
             .await
-            .map_err(map)
+        } else {
+            let first = fh.clone();
+            match self
+                .on(h, |m| async move { m.read(first, offset, len).await })
+                .await
+            {
+                Err(BackendError::Unavailable(_)) if self.shared.pick().is_some() => {
+                    self.any(|c| {
+                        let fh = fh.clone();
+                        async move { c.mount.read(fh, offset, len).await }
+                    })
+                    .await
+                }
+                other => other,
+            }
+        };
+        if let Ok(data) = &result {
+            self.shared.moved(data.len());
+        }
+        result
     }
 
     pub async fn create(&self, path: &FilePath) -> Result<super::Handle> {
-        let dir = self
-            .mount
-            .lookup_path(path.parent().as_str())
-            .await
-            .map_err(map)?;
-        let obj = self
-            .mount
-            .create(dir.fh.clone(), path.name(), Some(0o644))
-            .await
-            .map_err(map)?;
+        // Not retried: a CREATE that reached the server before the connection broke
+        // would otherwise meet its own file.
+        let conn = self.shared.pick().ok_or_else(|| {
+            BackendError::Unavailable("every NFS connection to the target failed".into())
+        })?;
+        let placeholder = NfsHandle {
+            fh: Bytes::new(),
+            created_in: None,
+            conn: conn.clone(),
+        };
+        let (dir, obj) = self
+            .on(&placeholder, |m| async move {
+                let dir = m.lookup_path(path.parent().as_str()).await?;
+                let obj = m.create(dir.fh.clone(), path.name(), Some(0o644)).await?;
+                Ok((dir, obj))
+            })
+            .await?;
         Ok(super::Handle::Nfs(NfsHandle {
             fh: obj.fh,
             created_in: Some((dir.fh, path.name().to_string())),
+            conn,
         }))
     }
 
@@ -159,12 +538,12 @@ impl NfsClient {
     pub async fn write(&self, h: &NfsHandle, offset: u64, mut data: Bytes) -> Result<WriteAck> {
         let mut outcomes = Vec::with_capacity(1);
         let mut at = offset;
+        let total = data.len();
         while !data.is_empty() {
+            let chunk = data.clone();
             let outcome = self
-                .mount
-                .write(h.fh.clone(), at, data.clone())
-                .await
-                .map_err(map)?;
+                .on(h, |m| async move { m.write(h.fh.clone(), at, chunk).await })
+                .await?;
             let n = outcome.count as usize;
             if n == 0 {
                 return Err(BackendError::Failed(
@@ -175,6 +554,7 @@ impl NfsClient {
             at += n as u64;
             data = data.slice(n.min(data.len())..);
         }
+        self.shared.moved(total);
         Ok(WriteAck::Nfs(outcomes))
     }
 
@@ -190,25 +570,24 @@ impl NfsClient {
             Ok(())
         } else {
             // (0, 0) covers the whole file.
-            self.mount
-                .commit_write_batch(h.fh.clone(), 0, 0, &outcomes)
-                .await
-                .map_err(map)
+            self.on(h, |m| async move {
+                m.commit_write_batch(h.fh.clone(), 0, 0, &outcomes).await
+            })
+            .await
         };
         let closed = self.close(h).await;
         committed.and(closed)
     }
 
     pub async fn close(&self, h: &NfsHandle) -> Result<()> {
-        self.mount.close(h.fh.clone()).await.map_err(map)
+        self.on(h, |m| async move { m.close(h.fh.clone()).await })
+            .await
     }
 
     pub async fn mkdir(&self, path: &FilePath) -> Result<()> {
-        self.mount
-            .mkdir_path(path.as_str(), 0o755)
+        // Not retried: a MKDIR that reached the server would meet itself as Exists.
+        self.once(|m| async move { m.mkdir_path(path.as_str(), 0o755).await.map(|_| ()) })
             .await
-            .map(|_| ())
-            .map_err(map)
     }
 
     pub async fn publish(&self, h: &NfsHandle, to: &FilePath) -> Result<()> {
@@ -217,14 +596,15 @@ impl NfsClient {
                 "only a created file can be published".into(),
             ));
         };
-        self.mount
-            .rename(dir.clone(), name, dir.clone(), to.name())
-            .await
-            .map_err(map)
+        self.on(h, |m| async move {
+            m.rename(dir.clone(), name, dir.clone(), to.name()).await
+        })
+        .await
     }
 
     pub async fn remove(&self, path: &FilePath) -> Result<()> {
-        self.mount.remove_path(path.as_str()).await.map_err(map)
+        self.once(|m| async move { m.remove_path(path.as_str()).await })
+            .await
     }
 
     /// Server pages do not end where ours do, so the cursor is the server's position of
@@ -236,73 +616,118 @@ impl NfsClient {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ListPage> {
-        let dir_fh = if dir.is_root() {
-            self.mount.getfh().await
-        } else {
-            let obj = self.mount.lookup_path(dir.as_str()).await.map_err(map)?;
-            if obj.attr.as_ref().is_some_and(|a| a.type_ != NF_DIR) {
-                return Err(BackendError::NotADirectory);
-            }
-            obj.fh
-        };
-        let (mut position, mut skip) = match cursor {
-            Some(c) => decode_cursor(c).ok_or(BackendError::StaleCursor)?,
-            None => (
-                DirectoryCookie {
-                    cookie: 0,
-                    verifier: [0; 8],
-                },
-                0,
-            ),
-        };
-        let mut entries = Vec::with_capacity(limit.min(1024));
+        // Idempotent: a listing whose connection broke is read again on another one
+        // (cookies are the server's, valid on any connection to it).
         loop {
-            let page = self
-                .mount
-                .readdirplus_page(dir_fh.clone(), position)
-                .await
-                .map_err(map)?;
-            let available = page.entries.len().saturating_sub(skip);
-            let wanted = limit - entries.len();
-            for e in page.entries.iter().skip(skip).take(wanted) {
-                let (kind, size) = match &e.attr {
-                    Some(a) if kind(a.type_) == EntryKind::File => (EntryKind::File, a.filesize),
-                    Some(a) => (kind(a.type_), 0),
-                    None => (EntryKind::Other, 0),
-                };
-                entries.push(DirEntry {
-                    name: e.file_name.clone(),
-                    kind,
-                    size,
-                });
-            }
-            if available > wanted {
-                // Stopped inside this server page: resume in it.
-                let next = encode_cursor(position, skip + wanted);
-                return Ok(ListPage {
-                    entries,
-                    next: Some(next),
-                });
-            }
-            if page.eof {
-                return Ok(ListPage {
-                    entries,
-                    next: None,
-                });
-            }
-            position = page.next;
-            skip = 0;
-            if entries.len() == limit {
-                return Ok(ListPage {
-                    entries,
-                    next: Some(encode_cursor(position, 0)),
-                });
+            let conn = self.shared.pick().ok_or_else(|| {
+                BackendError::Unavailable("every NFS connection to the target failed".into())
+            })?;
+            let busy = Busy::new(conn.clone());
+            let result = list_on(conn.mount.as_ref(), dir, cursor, limit).await;
+            drop(busy);
+            match result {
+                Err(e @ BackendError::Unavailable(_)) => {
+                    if !self.shared.retire(&conn, &e) {
+                        return Err(e);
+                    }
+                }
+                other => return other,
             }
         }
     }
 
+    /// Ends every connection's session.
     pub async fn unmount(&self) -> Result<()> {
-        self.mount.umount().await.map_err(map)
+        let conns = self.shared.conns();
+        let results = futures_util::future::join_all(conns.iter().map(|c| c.mount.umount())).await;
+        results.into_iter().try_for_each(|r| r.map_err(map))
+    }
+
+    /// Runs a call that must not be repeated on the least busy connection.
+    async fn once<T, Fut>(&self, call: impl FnOnce(Arc<dyn Mount>) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, NfsError>>,
+    {
+        let conn = self.shared.pick().ok_or_else(|| {
+            BackendError::Unavailable("every NFS connection to the target failed".into())
+        })?;
+        let handle = NfsHandle {
+            fh: Bytes::new(),
+            created_in: None,
+            conn,
+        };
+        self.on(&handle, call).await
+    }
+}
+
+/// One page of `dir` read on one connection.
+async fn list_on(
+    mount: &dyn Mount,
+    dir: &FilePath,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<ListPage> {
+    let dir_fh = if dir.is_root() {
+        mount.getfh().await
+    } else {
+        let obj = mount.lookup_path(dir.as_str()).await.map_err(map)?;
+        if obj.attr.as_ref().is_some_and(|a| a.type_ != NF_DIR) {
+            return Err(BackendError::NotADirectory);
+        }
+        obj.fh
+    };
+    let (mut position, mut skip) = match cursor {
+        Some(c) => decode_cursor(c).ok_or(BackendError::StaleCursor)?,
+        None => (
+            DirectoryCookie {
+                cookie: 0,
+                verifier: [0; 8],
+            },
+            0,
+        ),
+    };
+    let mut entries = Vec::with_capacity(limit.min(1024));
+    loop {
+        let page = mount
+            .readdirplus_page(dir_fh.clone(), position)
+            .await
+            .map_err(map)?;
+        let available = page.entries.len().saturating_sub(skip);
+        let wanted = limit - entries.len();
+        for e in page.entries.iter().skip(skip).take(wanted) {
+            let (kind, size) = match &e.attr {
+                Some(a) if kind(a.type_) == EntryKind::File => (EntryKind::File, a.filesize),
+                Some(a) => (kind(a.type_), 0),
+                None => (EntryKind::Other, 0),
+            };
+            entries.push(DirEntry {
+                name: e.file_name.clone(),
+                kind,
+                size,
+            });
+        }
+        if available > wanted {
+            // Stopped inside this server page: resume in it.
+            let next = encode_cursor(position, skip + wanted);
+            return Ok(ListPage {
+                entries,
+                next: Some(next),
+            });
+        }
+        if page.eof {
+            return Ok(ListPage {
+                entries,
+                next: None,
+            });
+        }
+        position = page.next;
+        skip = 0;
+        if entries.len() == limit {
+            return Ok(ListPage {
+                entries,
+                next: Some(encode_cursor(position, 0)),
+            });
+        }
     }
 }
 
@@ -399,20 +824,12 @@ mod tests {
 
     #[test]
     fn url_names_version_port_and_export() {
-        let o = NfsOptions {
-            export: "/".into(),
-            port: 2049,
-        };
         assert_eq!(
-            nfs_url("10.0.1.100", &o),
+            nfs_url("10.0.1.100", "/", 2049),
             "nfs://10.0.1.100/?version=4.1&noresvport=true&nfsport=2049"
         );
-        let o = NfsOptions {
-            export: "/export".into(),
-            port: 12049,
-        };
         assert_eq!(
-            nfs_url("127.0.0.2", &o),
+            nfs_url("127.0.0.2", "/export", 12049),
             "nfs://127.0.0.2/export?version=4.1&noresvport=true&nfsport=12049"
         );
     }
