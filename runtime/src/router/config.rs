@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::backend::{BackendKind, Connections, NfsOptions};
 use super::pool::{Backoff, Connector};
+use super::routing::{Routing, RoutingMode};
 use super::tls::{Tls, TlsSettings};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -100,6 +101,31 @@ pub struct ServeArgs {
         value_name = "N|auto"
     )]
     pub connections_per_target: Connections,
+    /// This task's availability zone (default: from the ECS task metadata endpoint).
+    #[arg(long, env = "ROUTER_AZ", value_name = "ZONE")]
+    pub az: Option<String>,
+    /// How paths are spread over the targets: `local-first` (the same-zone target, the
+    /// others only while it is down), `spread` (every target, most bytes crossing
+    /// zones), `weighted` (the same-zone target gets --local-share percent). See
+    /// docs/router.md.
+    #[arg(
+        long,
+        env = "ROUTER_ROUTING",
+        value_enum,
+        default_value = "local-first"
+    )]
+    pub routing: RoutingMode,
+    /// `weighted`: the same-zone target's share of paths, in percent.
+    #[arg(long, env = "ROUTER_LOCAL_SHARE", default_value_t = 50, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub local_share: u8,
+    /// Seconds between CloudWatch embedded-metric-format lines on stdout (0: none).
+    #[arg(
+        long,
+        env = "METRICS_INTERVAL",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub metrics_interval: u64,
 }
 
 impl ServeArgs {
@@ -251,6 +277,14 @@ impl ServeArgs {
     /// reader.
     pub fn recycling_limit(&self) -> usize {
         self.transfer_budget().saturating_add(8 << 20)
+    }
+
+    pub fn routing(&self, zone: Option<String>) -> Routing {
+        Routing {
+            mode: self.routing,
+            zone,
+            local_share: f64::from(self.local_share) / 100.0,
+        }
     }
 
     pub fn backoff(&self) -> Backoff {

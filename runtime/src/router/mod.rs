@@ -19,10 +19,12 @@ pub mod metrics;
 pub mod path;
 pub mod pool;
 pub mod rendezvous;
+pub mod routing;
 pub mod sources;
 pub mod stats;
 pub mod tls;
 pub mod transfer;
+pub mod zone;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +76,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         }
         None => tracing::warn!("connections to the targets are NOT encrypted (--tls=false)"),
     }
-    let pool = Pool::start(specs.clone(), args.connector(tls), args.backoff()).await?;
+    let learned = zone::learn(
+        args.az.as_deref(),
+        std::env::var(zone::METADATA_ENV).ok().as_deref(),
+    )
+    .await;
+    match &learned {
+        zone::Learned::Failed(e) => {
+            tracing::warn!(error = %e, routing = ?args.routing, "cannot learn this task's availability zone; routing spreads over every target")
+        }
+        zone::Learned::Unknown => tracing::info!(
+            "availability zone unknown (not on ECS, no --az); routing spreads over every target"
+        ),
+        z => tracing::info!(zone = ?z, routing = ?args.routing, "availability zone"),
+    }
+    let routing = args.routing(learned.zone().map(str::to_string));
+    let pool = Pool::start(specs.clone(), args.connector(tls), args.backoff(), routing).await?;
     let up = pool
         .targets()
         .iter()

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::backend::{
     BackendError, BackendKind, Client, KernelMount, LocalClient, NfsClient, NfsOptions,
 };
-use super::rendezvous;
+use super::routing::Routing;
 use super::stats::TargetStats;
 
 /// One mount target as configured: where it is and what to call it.
@@ -132,6 +132,8 @@ pub struct Target {
     /// N of the kernel backend's `/mnt/efs-N`.
     pub index: usize,
     pub stats: TargetStats,
+    /// Whether traffic to it crosses zones (`None`: a zone is unknown).
+    pub cross_az: Option<bool>,
     state: Mutex<State>,
     retired: AtomicBool,
 }
@@ -147,11 +149,16 @@ pub struct TargetView {
     pub since: u64,
     pub last_error: Option<String>,
     pub connects: u64,
+    pub cross_az: Option<bool>,
+    /// Open NFS connections (nfs backend, while up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
 }
 
 impl Target {
-    fn new(spec: TargetSpec, index: usize) -> Self {
+    pub(crate) fn new(spec: TargetSpec, index: usize, routing: &Routing) -> Self {
         Target {
+            cross_az: routing.crosses(spec.availability_zone.as_deref()),
             spec,
             index,
             stats: TargetStats::default(),
@@ -193,6 +200,11 @@ impl Target {
                 .map_or(0, |d| d.as_secs()),
             last_error: s.last_error.clone(),
             connects: s.connects,
+            cross_az: self.cross_az,
+            connections: match (s.health, s.client.as_deref()) {
+                (Health::Up, Some(Client::Nfs(c))) => Some(c.connections()),
+                _ => None,
+            },
         }
     }
 
@@ -277,6 +289,7 @@ pub struct Pool {
     targets: RwLock<Vec<Arc<Target>>>,
     connector: Connector,
     backoff: Backoff,
+    routing: Routing,
     next_index: AtomicUsize,
     stopping: watch::Sender<bool>,
 }
@@ -310,6 +323,7 @@ impl Pool {
         specs: Vec<TargetSpec>,
         connector: Connector,
         backoff: Backoff,
+        routing: Routing,
     ) -> Result<Arc<Pool>, NoTargetReachable> {
         let (stopping, _) = watch::channel(false);
         let pool = Arc::new(Pool {
@@ -317,6 +331,7 @@ impl Pool {
             next_index: AtomicUsize::new(specs.len()),
             connector,
             backoff,
+            routing,
             stopping,
         });
         let results = connect_all(&specs, pool.connector.connect_timeout, |i, spec| {
@@ -327,7 +342,7 @@ impl Pool {
         let mut failures = Vec::new();
         let mut targets = Vec::new();
         for (i, (spec, result)) in specs.into_iter().zip(results).enumerate() {
-            let target = Arc::new(Target::new(spec, i));
+            let target = Arc::new(Target::new(spec, i, &pool.routing));
             match result {
                 Ok(client) => {
                     tracing::info!(target = %target.spec.address, zone = ?target.spec.availability_zone, "connected to mount target");
@@ -359,6 +374,10 @@ impl Pool {
         self.targets.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
     pub fn targets(&self) -> Vec<Arc<Target>> {
         self.read().clone()
     }
@@ -366,7 +385,8 @@ impl Pool {
     /// The targets that can serve `path` now, best first, each with its client.
     pub fn ranked(&self, path: &str) -> Vec<(Arc<Target>, Arc<Client>)> {
         let targets = self.read();
-        rendezvous::rank(&targets, |t| t.spec.key.as_str(), path)
+        self.routing
+            .rank(&targets, path)
             .into_iter()
             .filter_map(|t| t.client().map(|c| (t.clone(), c)))
             .collect()
@@ -482,7 +502,7 @@ impl Pool {
                     continue;
                 }
                 let index = self.next_index.fetch_add(1, Ordering::Relaxed);
-                let t = Arc::new(Target::new(spec, index));
+                let t = Arc::new(Target::new(spec, index, &self.routing));
                 // The same address under a new name (the default list's DNS name, now
                 // the published list's id): keep its connection, so switching lists
                 // never leaves the router with nothing to route to.

@@ -42,6 +42,28 @@ pub fn rank<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str, path: &str) -> Vec<
     scored.into_iter().map(|(_, _, item)| item).collect()
 }
 
+/// `items` in serving order for `path` when each has a weight: weighted rendezvous
+/// hashing (score `-w / ln(u)`, `u` the hash in (0, 1)), so an item's share of paths is
+/// its weight over the total, and a change of the set still moves only the paths the
+/// added or removed item wins or served. Equal weights give exactly [`rank`]'s order.
+pub fn rank_weighted<'a, T>(
+    items: &'a [T],
+    key: impl Fn(&T) -> &str,
+    weight: impl Fn(&T) -> f64,
+    path: &str,
+) -> Vec<&'a T> {
+    let mut scored: Vec<(f64, &str, &T)> = items
+        .iter()
+        .map(|item| {
+            // In (0, 1): never 0 (ln 0) nor 1 (division by zero).
+            let u = (score(key(item), path) as f64 + 1.0) / (u64::MAX as f64 + 2.0);
+            (-weight(item) / u.ln(), key(item), item)
+        })
+        .collect();
+    scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.into_iter().map(|(_, _, item)| item).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -493,6 +493,7 @@ mod tests {
             vec![TargetSpec::address_only(dir.path().to_string_lossy())],
             connector,
             backoff,
+            crate::router::routing::Routing::default(),
         )
         .await
         .unwrap();

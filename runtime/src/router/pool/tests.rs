@@ -99,6 +99,7 @@ async fn no_working_target_is_an_error_naming_each() {
         ],
         dir_connector(),
         fast(),
+        crate::router::routing::Routing::default(),
     )
     .await
     .err()
@@ -120,7 +121,14 @@ async fn a_missing_target_joins_when_it_appears_and_a_failed_one_comes_back() {
         TargetSpec::address_only(a.to_string_lossy()),
         TargetSpec::address_only(b.to_string_lossy()),
     ];
-    let pool = Pool::start(specs, dir_connector(), fast()).await.unwrap();
+    let pool = Pool::start(
+        specs,
+        dir_connector(),
+        fast(),
+        crate::router::routing::Routing::default(),
+    )
+    .await
+    .unwrap();
     let targets = pool.targets();
     assert_eq!(targets[0].health(), Health::Up);
     assert_eq!(targets[1].health(), Health::Down);
@@ -170,6 +178,7 @@ async fn a_new_list_keeps_unchanged_targets_and_moves_only_their_share() {
         ],
         dir_connector(),
         fast(),
+        crate::router::routing::Routing::default(),
     )
     .await
     .unwrap();
@@ -217,6 +226,7 @@ async fn a_renamed_target_keeps_its_connection() {
         vec![TargetSpec::address_only(&address)],
         dir_connector(),
         fast(),
+        crate::router::routing::Routing::default(),
     )
     .await
     .unwrap();
