@@ -117,7 +117,21 @@ async fn targets(State(state): State<AppState>) -> Response {
             }
         })
         .collect();
-    axum::Json(json!({ "targets": list })).into_response()
+    let crossing = list.iter().filter(|t| t.view.cross_az == Some(true));
+    let (bytes, operations) = crossing.fold((0, 0), |(b, o), t| {
+        (
+            b + t.stats.bytes_read + t.stats.bytes_written,
+            o + t.stats.operations,
+        )
+    });
+    let routing = state.pool.routing();
+    axum::Json(json!({
+        "zone": routing.zone,
+        "routing": routing.mode,
+        "cross_az": { "bytes": bytes, "operations": operations },
+        "targets": list,
+    }))
+    .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -97,6 +97,12 @@ impl Collector for PoolCollector {
                         "availability_zone".to_string(),
                         t.spec.availability_zone.clone().unwrap_or_default(),
                     ),
+                    (
+                        "cross_az".to_string(),
+                        t.cross_az
+                            .map_or("unknown", |c| if c { "true" } else { "false" })
+                            .to_string(),
+                    ),
                 ];
                 (labels, t.health(), t.stats.snapshot())
             })
@@ -136,6 +142,33 @@ impl Collector for PoolCollector {
                 ConstCounter::new(field(snapshot)).encode(family.encode_family(labels)?)?;
             }
         }
+        // The cross-zone totals, so a dashboard needs no label arithmetic.
+        let crossing: Vec<_> = targets
+            .iter()
+            .filter(|t| t.cross_az == Some(true))
+            .map(|t| t.stats.snapshot())
+            .collect();
+        let mut cross = encoder.encode_descriptor(
+            "cross_az_bytes",
+            "Bytes read from or written to targets in another availability zone",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(
+            crossing
+                .iter()
+                .map(|s| s.bytes_read + s.bytes_written)
+                .sum::<u64>(),
+        )
+        .encode(cross.encode_family(&Vec::<(String, String)>::new())?)?;
+        let mut cross_ops = encoder.encode_descriptor(
+            "cross_az_operations",
+            "Backend calls to targets in another availability zone",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(crossing.iter().map(|s| s.operations).sum::<u64>())
+            .encode(cross_ops.encode_family(&Vec::<(String, String)>::new())?)?;
         let mut latency = encoder.encode_descriptor(
             "target_latency_seconds",
             "Backend call latency per target",

@@ -14,6 +14,7 @@ pub mod alloc;
 pub mod api;
 pub mod backend;
 pub mod config;
+pub mod emf;
 pub mod health_check;
 pub mod metrics;
 pub mod path;
@@ -99,6 +100,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         .count();
     tracing::info!(up, of = specs.len(), "mount targets connected");
     pool.spawn_prober(Duration::from_secs(args.probe_interval));
+    match (&args.file_system_id, args.metrics_interval) {
+        (_, 0) => {}
+        (Some(fs), seconds) => emf::spawn(pool.clone(), fs.clone(), Duration::from_secs(seconds)),
+        (None, _) => tracing::info!(
+            "no file system id (EFS_FILE_SYSTEM_ID): CloudWatch metric lines are off"
+        ),
+    }
     if let (Some(ssm), Some(name)) = (ssm, &args.parameter)
         && origin != Origin::Flags
         && args.refresh > 0

@@ -556,4 +556,4 @@ async fn close_when_idle(client: Arc<Client>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -59,7 +59,7 @@ proptest! {
     }
 }
 
-fn dir_connector() -> Connector {
+pub(crate) fn dir_connector() -> Connector {
     Connector {
         kind: BackendKind::Dir,
         nfs: NfsOptions {
@@ -75,7 +75,7 @@ fn dir_connector() -> Connector {
     }
 }
 
-fn fast() -> Backoff {
+pub(crate) fn fast() -> Backoff {
     Backoff {
         first: Duration::from_millis(20),
         max: Duration::from_millis(100),
