@@ -112,6 +112,10 @@ pub struct Efs {
     pub deletion_policy: DeletionPolicy,
     /// Zones that get a mount target with the stack. Default: the first two zones.
     pub initial_mount_target_azs: Option<Vec<String>>,
+    /// The file system policy refuses every client that does not use TLS. The router
+    /// always mounts with TLS and IAM through its access point; this closes the file
+    /// system to anything else.
+    pub require_tls: bool,
 }
 
 impl Default for Efs {
@@ -127,6 +131,7 @@ impl Default for Efs {
             backup: true,
             deletion_policy: DeletionPolicy::Retain,
             initial_mount_target_azs: None,
+            require_tls: true,
         }
     }
 }
@@ -235,6 +240,55 @@ pub struct Service {
     /// Seconds after a task starts during which failed container health checks do not
     /// count (the health check's start period; ECS allows 0 to 300).
     pub health_check_grace_seconds: u32,
+    /// How the router spreads paths over the mount targets (docs/router.md).
+    pub routing: Routing,
+    /// `weighted` routing: the same-zone target's share of paths, percent.
+    pub local_share_percent: u8,
+    /// TCP connections per mount target: `auto` or 1 to 16.
+    pub connections_per_target: ConnectionsPerTarget,
+    /// Seconds between the router's CloudWatch metric lines.
+    pub metrics_interval_seconds: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    LocalFirst,
+    Spread,
+    Weighted,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::LocalFirst => "local-first",
+            Routing::Spread => "spread",
+            Routing::Weighted => "weighted",
+        }
+    }
+}
+
+/// `auto`, or a fixed number of connections.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ConnectionsPerTarget {
+    Fixed(u8),
+    Auto(AutoKeyword),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoKeyword {
+    Auto,
+}
+
+impl std::fmt::Display for ConnectionsPerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectionsPerTarget::Fixed(n) => write!(f, "{n}"),
+            ConnectionsPerTarget::Auto(_) => f.write_str("auto"),
+        }
+    }
 }
 
 impl Default for Service {
@@ -248,6 +302,10 @@ impl Default for Service {
             circuit_breaker: CircuitBreaker::default(),
             container_insights: true,
             health_check_grace_seconds: 30,
+            routing: Routing::LocalFirst,
+            local_share_percent: 50,
+            connections_per_target: ConnectionsPerTarget::Auto(AutoKeyword::Auto),
+            metrics_interval_seconds: 60,
         }
     }
 }

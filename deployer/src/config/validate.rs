@@ -558,6 +558,29 @@ fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         );
     }
     c.range(
+        "service.local_share_percent",
+        s.local_share_percent.into(),
+        1,
+        99,
+        "the same-zone target's share of paths with routing: weighted",
+    );
+    if let super::schema::ConnectionsPerTarget::Fixed(n) = s.connections_per_target {
+        c.range(
+            "service.connections_per_target",
+            n.into(),
+            1,
+            16,
+            "auto, or 1 to 16 TCP connections per mount target",
+        );
+    }
+    c.range(
+        "service.metrics_interval_seconds",
+        s.metrics_interval_seconds.into(),
+        10,
+        3600,
+        "seconds between the router's CloudWatch metric lines",
+    );
+    c.range(
         "service.health_check_grace_seconds",
         s.health_check_grace_seconds.into(),
         0,

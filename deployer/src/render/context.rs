@@ -145,6 +145,7 @@ pub struct EfsCtx {
     pub backup: &'static str,
     pub deletion_policy: &'static str,
     pub io_limit_alarm: bool,
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,6 +192,10 @@ pub struct ServiceCtx {
     /// `Fn::Sub` body of the per-zone EFS DNS names the router starts with when the SSM list
     /// cannot be read (seed: "start with the initial mount targets").
     pub default_mount_targets: String,
+    pub routing: &'static str,
+    pub local_share_percent: u8,
+    pub connections_per_target: String,
+    pub metrics_interval_seconds: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -377,6 +382,7 @@ impl Context {
                 },
                 // PercentIOLimit exists only in General Purpose mode.
                 io_limit_alarm: efs.performance_mode == PerformanceMode::GeneralPurpose,
+                require_tls: efs.require_tls,
             },
             scaler: ScalerCtx {
                 function_name: name("scaler"),
@@ -429,6 +435,10 @@ impl Context {
                 log_group: format!("/ecs/{}", name("router")),
                 binary: ROUTER_BINARY,
                 default_mount_targets,
+                routing: c.service.routing.as_str(),
+                local_share_percent: c.service.local_share_percent,
+                connections_per_target: c.service.connections_per_target.to_string(),
+                metrics_interval_seconds: c.service.metrics_interval_seconds,
             },
             monitoring: MonitoringCtx {
                 retention_days: c.logs.retention_days,
