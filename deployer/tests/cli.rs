@@ -128,8 +128,10 @@ mod golden {
         // and IAM through its own access point.
         assert!(prod.contains("Sid: DenyWithoutTls") && prod.contains("aws:SecureTransport"));
         assert!(prod.contains("--tls, --iam]"));
-        assert!(prod.contains("Value: !GetAtt RouterAccessPoint.AccessPointId"));
-        assert!(prod.contains("RouterHealthyTargetsAlarm:") && prod.contains("RouterErrorRateAlarm:"));
+        assert!(prod.contains("Name: EFS_ACCESS_POINT_ID"));
+        assert!(
+            prod.contains("RouterHealthyTargetsAlarm:") && prod.contains("RouterErrorRateAlarm:")
+        );
         assert!(prod.contains("Type: AWS::CloudWatch::Dashboard"));
         // Least privilege: no wildcard action anywhere but the account root in the key policy.
         for line in prod.lines().filter(|l| l.contains("Action:")) {

@@ -10,6 +10,7 @@ mod local_script;
 mod local_stack;
 mod package;
 mod real_aws;
+mod real_efs;
 mod replayed;
 mod router;
 mod router_tls;

@@ -1,0 +1,310 @@
+//! The router over a network with latency: nfs-ganesha (and a stunnel4 TLS front) in a
+//! network namespace behind a veth pair with `tc netem` delay, the router on the host
+//! (docs/benchmarks.md#router-tls-and-connections).
+//!
+//! `scripts/bench-router-net` builds the shipped router binary and runs this with its
+//! path: `cargo bench -p efs-autoscaler-tests --bench router_net -- ROUTER_BINARY`.
+//! Needs root (namespaces, netem, ganesha).
+//!
+//! For each round-trip time (0.5 ms and 2 ms; BENCH_RTTS), clear text and TLS, and 1, 2,
+//! 4 and 8 connections per target (BENCH_CONNECTIONS):
+//! - 64 MiB write and read, BENCH_STREAMS (4) streams at once: total MiB/s;
+//! - 4 KiB files, create then read, 16 clients at once: operations per second.
+//!
+//! Medians of BENCH_ROUNDS (3) rounds; clear text and TLS alternate within each round.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use harness::{Ganesha, RouterProcess, ServerCert, TestCa, TlsFront};
+
+const NS: &str = "efsa-bench";
+const HOST_IF: &str = "efsa-bh";
+const NS_IF: &str = "efsa-bn";
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 1);
+const NFS_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
+const TLS_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 3);
+const BIG: usize = 64 << 20;
+const SMALL: usize = 4096;
+const SMALL_FILES: usize = 1000;
+const CLIENTS: usize = 16;
+const FS: &str = "fs-12345678";
+const REGION: &str = "us-east-1";
+
+fn sh(args: &[&str]) {
+    let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(status.success(), "{args:?} failed");
+}
+
+/// The namespace and its veth pair; deleted on drop (which removes both ends).
+struct Net;
+
+impl Net {
+    fn create() -> Net {
+        let _ = Command::new("ip").args(["netns", "del", NS]).status();
+        sh(&["ip", "netns", "add", NS]);
+        let net = Net;
+        sh(&[
+            "ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF,
+        ]);
+        sh(&["ip", "link", "set", NS_IF, "netns", NS]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{HOST_IP}/24"),
+            "dev",
+            HOST_IF,
+        ]);
+        sh(&["ip", "link", "set", HOST_IF, "up"]);
+        for ip in [NFS_IP, TLS_IP] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                NS,
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                NS_IF,
+            ]);
+        }
+        sh(&["ip", "netns", "exec", NS, "ip", "link", "set", NS_IF, "up"]);
+        sh(&["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"]);
+        net
+    }
+
+    /// Half the round trip on each side.
+    fn delay(&self, rtt_ms: f64) {
+        let half = format!("{}us", (rtt_ms * 500.0).round() as u64);
+        sh(&[
+            "tc", "qdisc", "replace", "dev", HOST_IF, "root", "netem", "delay", &half, "limit",
+            "100000",
+        ]);
+        sh(&[
+            "ip", "netns", "exec", NS, "tc", "qdisc", "replace", "dev", NS_IF, "root", "netem",
+            "delay", &half, "limit", "100000",
+        ]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", HOST_IF]).status();
+        let _ = Command::new("ip").args(["netns", "del", NS]).status();
+    }
+}
+
+fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse()
+                .ok()
+                .unwrap_or_else(|| panic!("{name}: bad value {v:?}"))
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let router_bin: PathBuf = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .expect("usage: cargo bench --bench router_net -- ROUTER_BINARY");
+    let rtts: Vec<f64> = env_list("BENCH_RTTS", "0.5,2");
+    let conns: Vec<usize> = env_list("BENCH_CONNECTIONS", "1,2,4,8");
+    let rounds: usize = env_list::<usize>("BENCH_ROUNDS", "3")[0];
+    let streams: usize = env_list::<usize>("BENCH_STREAMS", "4")[0];
+
+    let net = Net::create();
+    let wrapper: Vec<String> = ["ip", "netns", "exec", NS]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let base = PathBuf::from("/dev/shm");
+    let cluster =
+        Ganesha::start_at(vec![NFS_IP], &base, wrapper.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let ca = TestCa::new("efs-autoscaler bench CA").unwrap();
+    let cert = ServerCert {
+        name: format!("{FS}.efs.{REGION}.amazonaws.com"),
+        expired: false,
+    };
+    let upstream = SocketAddr::from((NFS_IP, cluster.port()));
+    let _front = TlsFront::start_under(&ca, &cert, TLS_IP, upstream, wrapper)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = Bytes::from(
+        (0..BIG)
+            .map(|i| (i * 7 + i / 4093) as u8)
+            .collect::<Vec<u8>>(),
+    );
+
+    println!(
+        "ganesha {NFS_IP} (clear) and stunnel4 {TLS_IP} (TLS) in namespace {NS}; {streams} x 64 MiB streams; {CLIENTS} clients x {SMALL_FILES} 4 KiB files; median of {rounds}\n"
+    );
+    for &rtt in &rtts {
+        net.delay(rtt);
+        println!("## {rtt} ms round trip\n");
+        println!(
+            "| connections | write clear | write TLS | TLS/clear | read clear | read TLS | TLS/clear | 4 KiB ops/s clear | 4 KiB ops/s TLS | TLS/clear |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for &n in &conns {
+            let mut results = [
+                [Vec::new(), Vec::new(), Vec::new()],
+                [Vec::new(), Vec::new(), Vec::new()],
+            ];
+            for round in 0..rounds {
+                for (tls, slot) in [(false, 0usize), (true, 1)] {
+                    let router = start(&router_bin, &cluster, &ca, tls, n);
+                    let (w, r, ops) = rt.block_on(measure(
+                        &router,
+                        &data,
+                        streams,
+                        &format!("r{rtt}-c{n}-{round}-{tls}"),
+                    ));
+                    results[slot][0].push(w);
+                    results[slot][1].push(r);
+                    results[slot][2].push(ops);
+                    let _ = router.terminate();
+                    let _ = std::fs::remove_dir_all(cluster.export_dir().join("bench"));
+                }
+            }
+            let m = |s: usize, k: usize| median(results[s][k].clone());
+            println!(
+                "| {n} | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | **{:.2}** |",
+                m(0, 0),
+                m(1, 0),
+                m(1, 0) / m(0, 0),
+                m(0, 1),
+                m(1, 1),
+                m(1, 1) / m(0, 1),
+                m(0, 2),
+                m(1, 2),
+                m(1, 2) / m(0, 2),
+            );
+        }
+        println!();
+    }
+}
+
+fn start(
+    bin: &std::path::Path,
+    cluster: &Ganesha,
+    ca: &TestCa,
+    tls: bool,
+    connections: usize,
+) -> RouterProcess {
+    let mut args: Vec<String> = [
+        "--backend",
+        "nfs",
+        "--export",
+        "/export",
+        "--metrics-interval",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(["--nfs-port".into(), cluster.port().to_string()]);
+    args.extend(["--connections-per-target".into(), connections.to_string()]);
+    if tls {
+        args.extend([
+            "--tls".into(),
+            "--tls-ca".into(),
+            ca.pem_path().display().to_string(),
+        ]);
+        args.extend([
+            "--file-system-id".into(),
+            FS.into(),
+            "--region".into(),
+            REGION.into(),
+        ]);
+        args.extend(["--target".into(), TLS_IP.to_string()]);
+    } else {
+        args.extend(["--tls=false".into(), "--target".into(), NFS_IP.to_string()]);
+    }
+    let env = vec![("RUST_LOG".to_string(), "warn".to_string())];
+    RouterProcess::start_binary(bin, &args, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Write MiB/s, read MiB/s (all streams together), and 4 KiB operations per second.
+async fn measure(
+    router: &RouterProcess,
+    data: &Bytes,
+    streams: usize,
+    tag: &str,
+) -> (f64, f64, f64) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let total = (BIG * streams) as f64 / f64::from(1 << 20);
+    let urls: Vec<String> = (0..streams)
+        .map(|i| router.url(&format!("/files/bench/{tag}/big{i}")))
+        .collect();
+
+    let t = Instant::now();
+    futures_util::future::join_all(urls.iter().map(|u| {
+        let (h, d) = (http.clone(), data.clone());
+        async move {
+            let s = h.put(u).body(d).send().await.unwrap().status();
+            assert_eq!(s.as_u16(), 201, "PUT {u}");
+        }
+    }))
+    .await;
+    let write = total / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    futures_util::future::join_all(urls.iter().map(|u| {
+        let h = http.clone();
+        async move {
+            let mut body = h.get(u).send().await.unwrap().bytes_stream();
+            let mut n = 0;
+            while let Some(chunk) = body.next().await {
+                n += chunk.unwrap().len();
+            }
+            assert_eq!(n, BIG, "GET {u}");
+        }
+    }))
+    .await;
+    let read = total / t.elapsed().as_secs_f64();
+
+    let small = Bytes::from(vec![7u8; SMALL]);
+    let base = router.url(&format!("/files/bench/{tag}/small"));
+    let t = Instant::now();
+    futures_util::stream::iter(0..SMALL_FILES)
+        .for_each_concurrent(CLIENTS, |i| {
+            let (h, s, url) = (http.clone(), small.clone(), format!("{base}/f{i}"));
+            async move {
+                assert_eq!(
+                    h.put(&url).body(s).send().await.unwrap().status().as_u16(),
+                    201
+                );
+                let got = h.get(&url).send().await.unwrap().bytes().await.unwrap();
+                assert_eq!(got.len(), SMALL);
+            }
+        })
+        .await;
+    let ops = (2 * SMALL_FILES) as f64 / t.elapsed().as_secs_f64();
+    (write, read, ops)
+}
