@@ -416,7 +416,7 @@ fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
         .unwrap();
     assert!(
         metrics.contains(&format!(
-            "efs_router_target_up{{target=\"{victim}\",availability_zone=\"\"}} 1"
+            "efs_router_target_up{{target=\"{victim}\",availability_zone=\"\",cross_az=\"unknown\"}} 1"
         )),
         "{metrics}"
     );
@@ -603,5 +603,101 @@ fn router_start_up_follows_the_published_list() {
         exited.elapsed < Duration::from_secs(12),
         "start-up took {:?}",
         exited.elapsed
+    );
+}
+
+#[test]
+fn router_keeps_to_its_zone_and_counts_what_crosses() {
+    let mut cluster = Ganesha::start(2).unwrap_or_else(|e| panic!("{e}"));
+    let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let name = "/efs-autoscaler/test/zones";
+    // 127.0.0.2 in ap-northeast-1a (this task's zone), 127.0.0.3 in ap-northeast-1c.
+    put_parameter(&rt, &moto, name, &list_json(&["127.0.0.2", "127.0.0.3"]));
+    let mut args = nfs_args(&cluster, &[]);
+    args.extend(
+        [
+            "--az",
+            "ap-northeast-1a",
+            "--routing",
+            "local-first",
+            "--metrics-interval",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let mut env = aws_env(&moto, name);
+    env.push(("EFS_FILE_SYSTEM_ID".into(), "fs-0123456789abcdef0".into()));
+    let router = RouterProcess::start(&args, &env).unwrap_or_else(|e| panic!("{e}"));
+    let client = http();
+    let put = |i: usize| {
+        let response = client
+            .put(router.url(&format!("/files/zones/f{i}.bin")))
+            .body(contents(i, 10_000))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", router.log());
+    };
+    for i in 0..20 {
+        put(i);
+    }
+    let summary: Value = http()
+        .get(router.url("/targets"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(summary["zone"], "ap-northeast-1a");
+    assert_eq!(summary["routing"], "local-first");
+    // Every byte stayed in the zone; the other target only answered health probes.
+    assert_eq!(summary["cross_az"]["bytes"], 0, "{summary}");
+    let t = targets(&router);
+    assert_eq!(t["127.0.0.2"]["cross_az"], false);
+    assert_eq!(t["127.0.0.3"]["cross_az"], true);
+    assert_eq!(t["127.0.0.2"]["bytes_written"], 200_000);
+    assert_eq!(t["127.0.0.3"]["bytes_written"], 0);
+
+    // The local target fails: traffic crosses to the other zone, and is counted.
+    cluster.kill(0);
+    wait_for(&router, "the local target to be marked down", |t| {
+        t["127.0.0.2"]["state"] == "down"
+    });
+    for i in 20..25 {
+        put(i);
+    }
+    let summary: Value = http()
+        .get(router.url("/targets"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(summary["cross_az"]["bytes"], 50_000, "{summary}");
+    let metrics = http()
+        .get(router.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("efs_router_cross_az_bytes 50000"),
+        "{metrics}"
+    );
+
+    // The CloudWatch metric lines are on stdout (the router's log here), once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = router.log();
+    let emf: Vec<Value> = log
+        .lines()
+        .filter(|l| l.contains("\"CloudWatchMetrics\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        emf.iter()
+            .any(|l| l["FileSystemId"] == "fs-0123456789abcdef0" && l["HealthyTargets"] == 1),
+        "{log}"
+    );
+    assert!(
+        emf.iter().any(|l| l["MountTarget"] == "fsmt-00001001"),
+        "{log}"
     );
 }

@@ -176,6 +176,9 @@ impl ServeArgs {
         if self.access_point.is_some() && !self.tls_on() {
             problems.push("--access-point needs --tls (EFS reads the access point from the TLS client certificate)".into());
         }
+        if self.access_point.is_some() && self.file_system_id.is_none() {
+            problems.push("--access-point needs the file system id (EFS_FILE_SYSTEM_ID), which the client certificate names".into());
+        }
         if let Some(ap) = &self.access_point
             && !ap.starts_with("fsap-")
         {

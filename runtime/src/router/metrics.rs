@@ -148,27 +148,27 @@ impl Collector for PoolCollector {
             .filter(|t| t.cross_az == Some(true))
             .map(|t| t.stats.snapshot())
             .collect();
+        // Gauges: sums over the targets now in the list, which drop when one leaves.
         let mut cross = encoder.encode_descriptor(
             "cross_az_bytes",
-            "Bytes read from or written to targets in another availability zone",
+            "Bytes read from or written to the listed targets in another availability zone",
             None,
-            MetricType::Counter,
+            MetricType::Gauge,
         )?;
-        ConstCounter::new(
+        ConstGauge::new(
             crossing
                 .iter()
                 .map(|s| s.bytes_read + s.bytes_written)
                 .sum::<u64>(),
         )
-        .encode(cross.encode_family(&Vec::<(String, String)>::new())?)?;
+        .encode(cross)?;
         let mut cross_ops = encoder.encode_descriptor(
             "cross_az_operations",
-            "Backend calls to targets in another availability zone",
+            "Backend calls to the listed targets in another availability zone",
             None,
-            MetricType::Counter,
+            MetricType::Gauge,
         )?;
-        ConstCounter::new(crossing.iter().map(|s| s.operations).sum::<u64>())
-            .encode(cross_ops.encode_family(&Vec::<(String, String)>::new())?)?;
+        ConstGauge::new(crossing.iter().map(|s| s.operations).sum::<u64>()).encode(cross_ops)?;
         let mut latency = encoder.encode_descriptor(
             "target_latency_seconds",
             "Backend call latency per target",

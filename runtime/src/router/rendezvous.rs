@@ -45,7 +45,8 @@ pub fn rank<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str, path: &str) -> Vec<
 /// `items` in serving order for `path` when each has a weight: weighted rendezvous
 /// hashing (score `-w / ln(u)`, `u` the hash in (0, 1)), so an item's share of paths is
 /// its weight over the total, and a change of the set still moves only the paths the
-/// added or removed item wins or served. Equal weights give exactly [`rank`]'s order.
+/// added or removed item wins or served. Equal weights give [`rank`]'s order (up to
+/// ties in the top 53 bits, a 2^-53 event).
 pub fn rank_weighted<'a, T>(
     items: &'a [T],
     key: impl Fn(&T) -> &str,
@@ -55,8 +56,9 @@ pub fn rank_weighted<'a, T>(
     let mut scored: Vec<(f64, &str, &T)> = items
         .iter()
         .map(|item| {
-            // In (0, 1): never 0 (ln 0) nor 1 (division by zero).
-            let u = (score(key(item), path) as f64 + 1.0) / (u64::MAX as f64 + 2.0);
+            // The top 53 bits (what an f64 holds exactly) as a midpoint in (0, 1): never
+            // 0 (ln 0) nor 1 (division by zero).
+            let u = ((score(key(item), path) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
             (-weight(item) / u.ln(), key(item), item)
         })
         .collect();

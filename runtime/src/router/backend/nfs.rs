@@ -108,9 +108,9 @@ pub struct Conn {
 struct Busy(Arc<Conn>);
 
 impl Busy {
-    fn new(conn: Arc<Conn>) -> Self {
+    fn new(conn: &Arc<Conn>) -> Self {
         conn.inflight.fetch_add(1, Ordering::Relaxed);
-        Busy(conn)
+        Busy(conn.clone())
     }
 }
 
@@ -120,6 +120,46 @@ impl Drop for Busy {
     }
 }
 
+/// A failed call: what the layers above see, and whether the connection itself was lost
+/// (then it is replaced; other errors, a busy server or one file's state, leave it be).
+#[derive(Debug)]
+struct Fault {
+    error: BackendError,
+    lost: bool,
+}
+
+impl From<NfsError> for Fault {
+    fn from(e: NfsError) -> Self {
+        use Nfs4ErrorCode as C;
+        let lost = matches!(
+            &e,
+            NfsError::Io(_) | NfsError::ClientClosed(_) | NfsError::Rpc(_) | NfsError::Xdr(_)
+        ) || matches!(
+            &e,
+            NfsError::Nfs4(
+                C::NFS4ERR_BADSESSION
+                    | C::NFS4ERR_DEADSESSION
+                    | C::NFS4ERR_STALE_CLIENTID
+                    | C::NFS4ERR_EXPIRED
+            )
+        );
+        Fault {
+            error: map(e),
+            lost,
+        }
+    }
+}
+
+impl From<BackendError> for Fault {
+    fn from(error: BackendError) -> Self {
+        Fault { error, lost: false }
+    }
+}
+
+fn all_failed() -> BackendError {
+    BackendError::Unavailable("every NFS connection to the target failed".into())
+}
+
 /// What every connection of a target shares, and what makes new ones.
 #[derive(Debug)]
 struct Shared {
@@ -127,16 +167,29 @@ struct Shared {
     options: NfsOptions,
     timeout: Duration,
     conns: RwLock<Vec<Arc<Conn>>>,
+    /// Connections the target should have now (auto mode raises it).
+    wanted: AtomicUsize,
     /// Bytes moved since `window` began (auto mode's rate).
     moved: AtomicU64,
     window: Mutex<Instant>,
-    /// A connection is being added or replaced.
+    /// A background loop is dialing up to `wanted`.
     dialing: AtomicBool,
+    /// The client was unmounted: no more dialing, and a late dial is undone.
+    closed: AtomicBool,
 }
 
 impl Shared {
     fn conns(&self) -> Vec<Arc<Conn>> {
         self.conns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn live(&self) -> usize {
+        self.conns
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|c| !c.failed.load(Ordering::Relaxed))
+            .count()
     }
 
     /// Opens one more connection: TLS first (so a certificate problem is named before
@@ -145,9 +198,10 @@ impl Shared {
         let port = self.options.port;
         let (url, forwarder) = match &self.options.tls {
             Some(tls) => {
-                // Three quarters of the connect budget, so a silent handshake (a clear-text
-                // server waiting for more) is reported as such before the pool's own
-                // connect timeout cuts the whole attempt short.
+                // Three quarters of the connect budget for TCP and the handshake
+                // together, so a silent handshake (a clear-text server waiting for
+                // more) is reported as such before the pool's own connect timeout cuts
+                // the whole attempt short.
                 let handshake = self.options.connect_timeout.mul_f64(0.75);
                 let stream = tls.connect(&self.address, port, handshake).await?;
                 let upstream = Upstream {
@@ -207,24 +261,24 @@ impl Shared {
     }
 
     /// The live connection with the fewest calls in flight.
-    fn pick(&self) -> Option<Arc<Conn>> {
+    fn pick(&self) -> Result<Arc<Conn>> {
         let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
         conns
             .iter()
             .filter(|c| !c.failed.load(Ordering::Relaxed))
             .min_by_key(|c| c.inflight.load(Ordering::Relaxed))
             .cloned()
+            .ok_or_else(all_failed)
     }
 
-    /// `conn` broke: unless it is the last live one (then the whole target is down and
-    /// the pool reconnects it), drop it and dial a replacement in the background.
-    /// Returns whether another connection can take over.
+    /// `conn` was lost: unless it is the last live one (then the whole target is down
+    /// and the pool reconnects it), take it out, close it once its calls end, and dial
+    /// a replacement. Returns whether another connection can take over.
     fn retire(self: &Arc<Self>, conn: &Arc<Conn>, error: &BackendError) -> bool {
         if conn.failed.swap(true, Ordering::AcqRel) {
-            return self.pick().is_some();
+            return self.pick().is_ok();
         }
-        let others = self.pick().is_some();
-        if !others {
+        if self.pick().is_err() {
             return false;
         }
         tracing::warn!(target = %self.address, %error, "an NFS connection broke; replacing it");
@@ -232,60 +286,86 @@ impl Shared {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|c| !Arc::ptr_eq(c, conn));
-        let me = self.clone();
         let old = conn.clone();
+        let timeout = self.timeout;
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(me.timeout, old.mount.umount()).await;
-            me.add().await;
+            // Calls still on it fail on their own; do not cut them short.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let _ = tokio::time::timeout(timeout, old.mount.umount()).await;
         });
+        self.fill();
         true
     }
 
-    /// Dials one more connection and puts it in service; one dial at a time.
-    async fn add(self: &Arc<Self>) {
-        if self.dialing.swap(true, Ordering::AcqRel) {
+    /// Dials in the background, with backoff, until `wanted` connections are live; one
+    /// loop at a time, and none after the client is closed.
+    fn fill(self: &Arc<Self>) {
+        if self.closed.load(Ordering::Acquire) || self.dialing.swap(true, Ordering::AcqRel) {
             return;
         }
-        match self.dial().await {
-            Ok(conn) => {
-                let mut conns = self.conns.write().unwrap_or_else(|p| p.into_inner());
-                conns.push(Arc::new(conn));
-                tracing::info!(target = %self.address, connections = conns.len(), "NFS connection added");
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            loop {
+                while !me.closed.load(Ordering::Acquire)
+                    && me.live() < me.wanted.load(Ordering::Relaxed)
+                {
+                    match me.dial().await {
+                        Ok(conn) => {
+                            let conn = Arc::new(conn);
+                            if me.closed.load(Ordering::Acquire) {
+                                let _ = tokio::time::timeout(me.timeout, conn.mount.umount()).await;
+                                break;
+                            }
+                            let mut conns = me.conns.write().unwrap_or_else(|p| p.into_inner());
+                            conns.push(conn);
+                            tracing::info!(target = %me.address, connections = conns.len(), "NFS connection added");
+                            delay = Duration::from_millis(500);
+                        }
+                        Err(e) => {
+                            tracing::warn!(target = %me.address, error = %e, retry_in = ?delay, "cannot open another NFS connection");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+                me.dialing.store(false, Ordering::Release);
+                // A connection lost or a raise of `wanted` after the check above, but
+                // before the flag fell, would otherwise wait for the next event.
+                if me.closed.load(Ordering::Acquire)
+                    || me.live() >= me.wanted.load(Ordering::Relaxed)
+                    || me.dialing.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::warn!(target = %self.address, error = %e, "cannot open another NFS connection")
-            }
-        }
-        self.dialing.store(false, Ordering::Release);
+        });
     }
 
-    /// Auto mode: counts `n` bytes and, once a second, adds a connection if the last
-    /// second moved the threshold or more.
+    /// Auto mode: counts `n` bytes and, once a second, wants one more connection if the
+    /// last second moved the threshold or more.
     fn moved(self: &Arc<Self>, n: usize) {
         let Connections::Auto { max, threshold } = self.options.connections else {
             return;
         };
-        let moved = self.moved.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        let mut window = match self.window.try_lock() {
-            Ok(w) => w,
-            Err(_) => return,
+        self.moved.fetch_add(n as u64, Ordering::Relaxed);
+        let Ok(mut window) = self.window.try_lock() else {
+            return;
         };
         let elapsed = window.elapsed();
         if elapsed < Duration::from_secs(1) {
             return;
         }
         *window = Instant::now();
-        self.moved.store(0, Ordering::Relaxed);
-        let rate = moved as f64 / elapsed.as_secs_f64();
-        let live = self
-            .conns()
-            .iter()
-            .filter(|c| !c.failed.load(Ordering::Relaxed))
-            .count();
-        if rate >= threshold as f64 && live < max {
-            tracing::info!(target = %self.address, mib_per_s = rate / f64::from(1 << 20), connections = live, "target busy; adding a connection");
-            let me = self.clone();
-            tokio::spawn(async move { me.add().await });
+        let rate = self.moved.swap(0, Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+        let wanted = self.wanted.load(Ordering::Relaxed);
+        if rate >= threshold as f64 && wanted < max {
+            tracing::info!(target = %self.address, mib_per_s = rate / f64::from(1 << 20), connections = wanted + 1, "target busy; adding a connection");
+            self.wanted.store(wanted + 1, Ordering::Relaxed);
+            self.fill();
         }
     }
 }
@@ -312,16 +392,18 @@ const NF_LNK: u32 = 5;
 
 impl NfsClient {
     pub async fn connect(address: &str, options: &NfsOptions, timeout: Duration) -> Result<Self> {
+        let wanted = options.connections.initial();
         let shared = Arc::new(Shared {
             address: address.to_string(),
             options: options.clone(),
             timeout,
             conns: RwLock::new(Vec::new()),
+            wanted: AtomicUsize::new(wanted),
             moved: AtomicU64::new(0),
             window: Mutex::new(Instant::now()),
             dialing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
-        let wanted = options.connections.initial();
         let dials = (0..wanted).map(|_| shared.dial());
         let mut conns = Vec::with_capacity(wanted);
         let mut first_error = None;
@@ -333,23 +415,17 @@ impl NfsClient {
                 }
             }
         }
-        if conns.is_empty() {
-            return Err(
-                first_error.unwrap_or_else(|| BackendError::Unavailable("no connection".into()))
-            );
-        }
-        if let Some(e) = first_error {
-            // Part of the set: serve with what opened, fill the rest in the background.
-            tracing::warn!(target = address, error = %e, opened = conns.len(), wanted, "not every NFS connection opened");
-            let missing = wanted - conns.len();
-            let me = shared.clone();
-            tokio::spawn(async move {
-                for _ in 0..missing {
-                    me.add().await;
-                }
-            });
-        }
+        let opened = conns.len();
         *shared.conns.write().unwrap_or_else(|p| p.into_inner()) = conns;
+        match first_error {
+            Some(e) if opened == 0 => return Err(e),
+            Some(e) => {
+                // Part of the set: serve with what opened, fill the rest in the background.
+                tracing::warn!(target = address, error = %e, opened, wanted, "not every NFS connection opened");
+                shared.fill();
+            }
+            None => {}
+        }
         Ok(NfsClient { shared })
     }
 
@@ -359,81 +435,88 @@ impl NfsClient {
 
     /// Live connections now.
     pub fn connections(&self) -> usize {
-        self.shared
-            .conns()
-            .iter()
-            .filter(|c| !c.failed.load(Ordering::Relaxed))
-            .count()
+        self.shared.live()
     }
 
     pub fn chunk_size(&self) -> usize {
         // The server's limits, capped by nfs-rs at 4 MiB; EFS and ganesha offer 1 MiB.
         match self.shared.pick() {
-            Some(c) => c
+            Ok(c) => c
                 .mount
                 .get_max_read_size()
                 .min(c.mount.get_max_write_size())
                 .max(4096) as usize,
-            None => 1 << 20,
+            Err(_) => 1 << 20,
         }
     }
 
-    /// Runs an idempotent call on the least busy connection; if that connection breaks
+    /// Runs an idempotent call on the least busy connection; if that connection is lost
     /// and another is live, the call is made again there.
     async fn any<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(Arc<Conn>) -> Fut,
-        Fut: Future<Output = std::result::Result<T, NfsError>>,
+        Fut: Future<Output = std::result::Result<T, Fault>>,
     {
         loop {
-            let Some(conn) = self.shared.pick() else {
-                return Err(BackendError::Unavailable(
-                    "every NFS connection to the target failed".into(),
-                ));
-            };
-            let busy = Busy::new(conn.clone());
-            let result = call(conn.clone()).await.map_err(map);
+            let conn = self.shared.pick()?;
+            let busy = Busy::new(&conn);
+            let result = call(conn.clone()).await;
             drop(busy);
             match result {
-                Err(e @ BackendError::Unavailable(_)) => {
-                    if !self.shared.retire(&conn, &e) {
-                        return Err(e);
-                    }
-                }
-                other => return other,
+                Ok(v) => return Ok(v),
+                Err(f) if f.lost && self.shared.retire(&conn, &f.error) => continue,
+                Err(f) => return Err(f.error),
             }
         }
     }
 
-    /// Runs a call on the connection that owns `h`.
-    async fn on<T, Fut>(&self, h: &NfsHandle, call: impl FnOnce(Arc<dyn Mount>) -> Fut) -> Result<T>
+    /// Runs a call that must not be repeated on `conn`. A lost connection is replaced;
+    /// while others are live the failure is this call's, not the target's (the pool
+    /// would otherwise close every connection of a working target).
+    async fn on<T, Fut>(
+        &self,
+        conn: &Arc<Conn>,
+        call: impl FnOnce(Arc<dyn Mount>) -> Fut,
+    ) -> Result<T>
     where
         Fut: Future<Output = std::result::Result<T, NfsError>>,
     {
-        let _busy = Busy::new(h.conn.clone());
-        let result = call(h.conn.mount.clone()).await.map_err(map);
-        if let Err(e @ BackendError::Unavailable(_)) = &result {
-            self.shared.retire(&h.conn, e);
+        let _busy = Busy::new(conn);
+        match call(conn.mount.clone()).await.map_err(Fault::from) {
+            Ok(v) => Ok(v),
+            Err(f) if f.lost && self.shared.retire(conn, &f.error) => {
+                Err(BackendError::Failed(format!(
+                    "the NFS connection carrying this call broke ({}); the target's other connections carry on",
+                    f.error
+                )))
+            }
+            Err(f) => Err(f.error),
         }
-        result
     }
 
-    /// Every connection answers a NULL call; broken ones are replaced, and the target
-    /// fails only when none answers.
+    /// Every connection answers a NULL call; lost ones are replaced, and the target
+    /// fails only when none is left.
     pub async fn probe(&self) -> Result<()> {
-        let conns = self.shared.conns();
+        let conns: Vec<Arc<Conn>> = self
+            .shared
+            .conns()
+            .into_iter()
+            .filter(|c| !c.failed.load(Ordering::Relaxed))
+            .collect();
         let results = futures_util::future::join_all(conns.iter().map(|c| c.mount.null())).await;
         let mut last = None;
         for (conn, result) in conns.iter().zip(results) {
-            if let Err(e) = result.map_err(map) {
-                if e.is_target_failure() && !self.shared.retire(conn, &e) {
-                    last = Some(e);
-                }
+            if let Err(f) = result.map_err(Fault::from)
+                && (f.lost || f.error.is_target_failure())
+                && !self.shared.retire(conn, &f.error)
+            {
+                last = Some(f.error);
             }
         }
-        match last {
-            Some(e) if self.shared.pick().is_none() => Err(e),
-            _ => Ok(()),
+        match (self.shared.pick(), last) {
+            (Ok(_), _) => Ok(()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(e),
         }
     }
 
@@ -442,7 +525,7 @@ impl NfsClient {
             let obj = c.mount.lookup_path(path.as_str()).await?;
             match obj.attr {
                 Some(attr) => Ok(stat(&attr)),
-                None => c.mount.getattr(obj.fh).await.map(|a| stat(&a)),
+                None => Ok(c.mount.getattr(obj.fh).await.map(|a| stat(&a))?),
             }
         })
         .await
@@ -450,12 +533,7 @@ impl NfsClient {
 
     pub async fn open_read(&self, path: &FilePath) -> Result<(super::Handle, Stat)> {
         let (obj, conn) = self
-            .any(|c| async move {
-                c.mount
-                    .open_path(path.as_str(), OPEN_READ)
-                    .await
-                    .map(|o| (o, c))
-            })
+            .any(|c| async move { Ok((c.mount.open_path(path.as_str(), OPEN_READ).await?, c)) })
             .await?;
         let stat = match &obj.attr {
             Some(attr) => stat(attr),
@@ -476,29 +554,27 @@ impl NfsClient {
         Ok((super::Handle::Nfs(handle), stat))
     }
 
-    /// Reads on the connection that opened the file; if it broke, on another one (a
+    /// Reads on the connection that opened the file; if it was lost, on another one (a
     /// read without the open's state uses the anonymous stateid, which servers accept).
     pub async fn read(&self, h: &NfsHandle, offset: u64, len: usize) -> Result<Bytes> {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        let fh = h.fh.clone();
-        let result = if h.conn.failed.load(Ordering::Relaxed) {
+        let anywhere = || {
             self.any(|c| {
-                let fh = fh.clone();
-                async move { c.mount.read(fh, offset, len).await }
+                let fh = h.fh.clone();
+                async move { Ok(c.mount.read(fh, offset, len).await?) }
             })
-            .await
+        };
+        let result = if h.conn.failed.load(Ordering::Relaxed) {
+            anywhere().await
         } else {
-            let first = fh.clone();
-            match self
-                .on(h, |m| async move { m.read(first, offset, len).await })
-                .await
-            {
-                Err(BackendError::Unavailable(_)) if self.shared.pick().is_some() => {
-                    self.any(|c| {
-                        let fh = fh.clone();
-                        async move { c.mount.read(fh, offset, len).await }
-                    })
-                    .await
+            let fh = h.fh.clone();
+            let first = self
+                .on(&h.conn, |m| async move { m.read(fh, offset, len).await })
+                .await;
+            match first {
+                // The owning connection broke; reads may be repeated elsewhere.
+                Err(BackendError::Failed(_)) if h.conn.failed.load(Ordering::Relaxed) => {
+                    anywhere().await
                 }
                 other => other,
             }
@@ -512,16 +588,9 @@ impl NfsClient {
     pub async fn create(&self, path: &FilePath) -> Result<super::Handle> {
         // Not retried: a CREATE that reached the server before the connection broke
         // would otherwise meet its own file.
-        let conn = self.shared.pick().ok_or_else(|| {
-            BackendError::Unavailable("every NFS connection to the target failed".into())
-        })?;
-        let placeholder = NfsHandle {
-            fh: Bytes::new(),
-            created_in: None,
-            conn: conn.clone(),
-        };
+        let conn = self.shared.pick()?;
         let (dir, obj) = self
-            .on(&placeholder, |m| async move {
+            .on(&conn, |m| async move {
                 let dir = m.lookup_path(path.parent().as_str()).await?;
                 let obj = m.create(dir.fh.clone(), path.name(), Some(0o644)).await?;
                 Ok((dir, obj))
@@ -542,7 +611,9 @@ impl NfsClient {
         while !data.is_empty() {
             let chunk = data.clone();
             let outcome = self
-                .on(h, |m| async move { m.write(h.fh.clone(), at, chunk).await })
+                .on(&h.conn, |m| async move {
+                    m.write(h.fh.clone(), at, chunk).await
+                })
                 .await?;
             let n = outcome.count as usize;
             if n == 0 {
@@ -570,7 +641,7 @@ impl NfsClient {
             Ok(())
         } else {
             // (0, 0) covers the whole file.
-            self.on(h, |m| async move {
+            self.on(&h.conn, |m| async move {
                 m.commit_write_batch(h.fh.clone(), 0, 0, &outcomes).await
             })
             .await
@@ -580,7 +651,7 @@ impl NfsClient {
     }
 
     pub async fn close(&self, h: &NfsHandle) -> Result<()> {
-        self.on(h, |m| async move { m.close(h.fh.clone()).await })
+        self.on(&h.conn, |m| async move { m.close(h.fh.clone()).await })
             .await
     }
 
@@ -596,7 +667,7 @@ impl NfsClient {
                 "only a created file can be published".into(),
             ));
         };
-        self.on(h, |m| async move {
+        self.on(&h.conn, |m| async move {
             m.rename(dir.clone(), name, dir.clone(), to.name()).await
         })
         .await
@@ -618,26 +689,13 @@ impl NfsClient {
     ) -> Result<ListPage> {
         // Idempotent: a listing whose connection broke is read again on another one
         // (cookies are the server's, valid on any connection to it).
-        loop {
-            let conn = self.shared.pick().ok_or_else(|| {
-                BackendError::Unavailable("every NFS connection to the target failed".into())
-            })?;
-            let busy = Busy::new(conn.clone());
-            let result = list_on(conn.mount.as_ref(), dir, cursor, limit).await;
-            drop(busy);
-            match result {
-                Err(e @ BackendError::Unavailable(_)) => {
-                    if !self.shared.retire(&conn, &e) {
-                        return Err(e);
-                    }
-                }
-                other => return other,
-            }
-        }
+        self.any(|c| async move { list_on(c.mount.as_ref(), dir, cursor, limit).await })
+            .await
     }
 
-    /// Ends every connection's session.
+    /// Ends every connection's session; nothing is dialed after this.
     pub async fn unmount(&self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::Release);
         let conns = self.shared.conns();
         let results = futures_util::future::join_all(conns.iter().map(|c| c.mount.umount())).await;
         results.into_iter().try_for_each(|r| r.map_err(map))
@@ -648,15 +706,8 @@ impl NfsClient {
     where
         Fut: Future<Output = std::result::Result<T, NfsError>>,
     {
-        let conn = self.shared.pick().ok_or_else(|| {
-            BackendError::Unavailable("every NFS connection to the target failed".into())
-        })?;
-        let handle = NfsHandle {
-            fh: Bytes::new(),
-            created_in: None,
-            conn,
-        };
-        self.on(&handle, call).await
+        let conn = self.shared.pick()?;
+        self.on(&conn, call).await
     }
 }
 
@@ -666,18 +717,18 @@ async fn list_on(
     dir: &FilePath,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<ListPage> {
+) -> std::result::Result<ListPage, Fault> {
     let dir_fh = if dir.is_root() {
         mount.getfh().await
     } else {
-        let obj = mount.lookup_path(dir.as_str()).await.map_err(map)?;
+        let obj = mount.lookup_path(dir.as_str()).await?;
         if obj.attr.as_ref().is_some_and(|a| a.type_ != NF_DIR) {
-            return Err(BackendError::NotADirectory);
+            return Err(BackendError::NotADirectory.into());
         }
         obj.fh
     };
     let (mut position, mut skip) = match cursor {
-        Some(c) => decode_cursor(c).ok_or(BackendError::StaleCursor)?,
+        Some(c) => decode_cursor(c).ok_or(Fault::from(BackendError::StaleCursor))?,
         None => (
             DirectoryCookie {
                 cookie: 0,
@@ -688,10 +739,7 @@ async fn list_on(
     };
     let mut entries = Vec::with_capacity(limit.min(1024));
     loop {
-        let page = mount
-            .readdirplus_page(dir_fh.clone(), position)
-            .await
-            .map_err(map)?;
+        let page = mount.readdirplus_page(dir_fh.clone(), position).await?;
         let available = page.entries.len().saturating_sub(skip);
         let wanted = limit - entries.len();
         for e in page.entries.iter().skip(skip).take(wanted) {

@@ -289,8 +289,15 @@ pub struct ClientIdentity {
     key: KeyPair,
     settings: IdentitySettings,
     credentials: Option<SharedCredentialsProvider>,
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Current>,
     serial: std::sync::atomic::AtomicU64,
+}
+
+/// The certificate in use, and when the credentials it was signed with expire.
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    expires: Option<std::time::SystemTime>,
 }
 
 impl ClientIdentity {
@@ -302,13 +309,14 @@ impl ClientIdentity {
     ) -> Result<Arc<Self>, IamError> {
         let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
             .map_err(|e| IamError::Certificate(format!("RSA key: {e}")))?;
-        let first = build(&key, &settings, credentials.as_ref(), 0).await?;
+        // Serials are positive (RFC 5280).
+        let first = build(&key, &settings, credentials.as_ref(), 1).await?;
         Ok(Arc::new(ClientIdentity {
             key,
             settings,
             credentials,
             current: RwLock::new(first),
-            serial: std::sync::atomic::AtomicU64::new(1),
+            serial: std::sync::atomic::AtomicU64::new(2),
         }))
     }
 
@@ -322,21 +330,38 @@ impl ClientIdentity {
         Ok(())
     }
 
-    /// Renews every [`RENEW_EVERY`]; a failed renewal is retried every minute while the
-    /// current certificate is still valid for two more hours.
+    /// When to renew: every [`RENEW_EVERY`], or 5 minutes before the credentials the
+    /// certificate was signed with expire, whichever comes first.
+    fn next_renewal(&self) -> Duration {
+        let expires = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .expires;
+        let until_expiry = expires
+            .and_then(|e| e.duration_since(std::time::SystemTime::now()).ok())
+            .map(|d| d.saturating_sub(Duration::from_secs(300)));
+        until_expiry.map_or(RENEW_EVERY, |d| {
+            d.min(RENEW_EVERY).max(Duration::from_secs(10))
+        })
+    }
+
+    /// Renews on schedule; a failed renewal is logged and retried every minute (new TLS
+    /// connections keep the current certificate, which EFS refuses once it or its
+    /// credentials expire: the log says why before that happens).
     pub fn spawn_renewal(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut wait = RENEW_EVERY;
+            let mut wait = me.next_renewal();
             loop {
                 tokio::time::sleep(wait).await;
                 match me.renew().await {
                     Ok(()) => {
                         tracing::info!("client certificate renewed");
-                        wait = RENEW_EVERY;
+                        wait = me.next_renewal();
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot renew the client certificate; new TLS connections keep the current one until it expires");
+                        tracing::error!(error = %e, "cannot renew the client certificate; new TLS connections use the current one, which stops working when it or its credentials expire");
                         wait = Duration::from_secs(60);
                     }
                 }
@@ -348,6 +373,7 @@ impl ClientIdentity {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .key
             .clone()
     }
 }
@@ -371,7 +397,7 @@ async fn build(
     settings: &IdentitySettings,
     provider: Option<&SharedCredentialsProvider>,
     serial: u64,
-) -> Result<Arc<CertifiedKey>, IamError> {
+) -> Result<Current, IamError> {
     let credentials = match provider {
         Some(p) => Some(
             p.provide_credentials()
@@ -392,7 +418,10 @@ async fn build(
         .key_provider
         .load_private_key(der)
         .map_err(|e| IamError::Certificate(e.to_string()))?;
-    Ok(Arc::new(CertifiedKey::new(vec![cert], signing)))
+    Ok(Current {
+        key: Arc::new(CertifiedKey::new(vec![cert], signing)),
+        expires: credentials.as_ref().and_then(Credentials::expiry),
+    })
 }
 
 /// The whole source chain of a credentials error (the SDK's Display is one line).

@@ -132,14 +132,16 @@ impl Tls {
         &self.name
     }
 
-    /// A TLS connection to `address:port`, or why not in words an operator can act on.
+    /// A TLS connection to `address:port` within `timeout` (TCP and handshake
+    /// together), or why not in words an operator can act on.
     pub async fn connect(
         &self,
         address: &str,
         port: u16,
         timeout: Duration,
     ) -> Result<TlsStream<TcpStream>, BackendError> {
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect((address, port)))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let tcp = tokio::time::timeout_at(deadline, TcpStream::connect((address, port)))
             .await
             .map_err(|_| BackendError::Timeout(timeout))?
             .map_err(|e| {
@@ -147,8 +149,8 @@ impl Tls {
             })?;
         // NFS requests are small and latency-bound; Nagle would hold them back.
         let _ = tcp.set_nodelay(true);
-        match tokio::time::timeout(
-            timeout,
+        match tokio::time::timeout_at(
+            deadline,
             self.connector.connect(self.server_name.clone(), tcp),
         )
         .await

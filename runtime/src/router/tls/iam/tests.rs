@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 use x509_parser::der_parser::ber::BerObjectContent;
 use x509_parser::der_parser::der::parse_der;
@@ -258,6 +260,28 @@ async fn missing_credentials_are_reported_before_any_connection() {
 }
 
 #[tokio::test]
+async fn renewal_comes_before_the_credentials_expire() {
+    let soon = std::time::SystemTime::now() + Duration::from_secs(20 * 60);
+    let creds = Credentials::new("AKID", "secret", Some("t".into()), Some(soon), "test");
+    let identity = ClientIdentity::new(settings(None), Some(SharedCredentialsProvider::new(creds)))
+        .await
+        .unwrap();
+    let next = identity.next_renewal();
+    assert!(
+        next <= Duration::from_secs(15 * 60) && next > Duration::from_secs(14 * 60),
+        "{next:?}"
+    );
+    let lasting = Credentials::new("AKID", "secret", None, None, "test");
+    let identity = ClientIdentity::new(
+        settings(None),
+        Some(SharedCredentialsProvider::new(lasting)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(identity.next_renewal(), RENEW_EVERY);
+}
+
+#[tokio::test]
 async fn renewal_replaces_the_certificate_for_new_connections() {
     let creds = Credentials::new("AKID", "secret", None, None, "test");
     let identity = ClientIdentity::new(settings(None), Some(SharedCredentialsProvider::new(creds)))
@@ -270,5 +294,5 @@ async fn renewal_replaces_the_certificate_for_new_connections() {
     let (_, a) = X509Certificate::from_der(&before.cert[0]).unwrap();
     let (_, b) = X509Certificate::from_der(&after.cert[0]).unwrap();
     assert_eq!(a.public_key().raw, b.public_key().raw, "same key");
-    assert_eq!((a.raw_serial(), b.raw_serial()), (&[0u8][..], &[1u8][..]));
+    assert_eq!((a.raw_serial(), b.raw_serial()), (&[1u8][..], &[2u8][..]));
 }
