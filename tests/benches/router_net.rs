@@ -1,10 +1,15 @@
-//! The router over a network with latency: nfs-ganesha (and a stunnel4 TLS front) in a
-//! network namespace behind a veth pair with `tc netem` delay, the router on the host
-//! (docs/benchmarks.md#router-tls-and-connections).
+//! The router over a network with latency: nfs-ganesha and a stunnel4 TLS front behind a
+//! delaying TCP relay, the router in front (docs/benchmarks.md#router-tls-and-connections).
+//!
+//! The issue asked for `tc netem` in network namespaces; this kernel has no netem
+//! (`Specified qdisc kind is unknown`, no modules to load), so the delay is a relay in
+//! this process: each direction of each connection holds every chunk it reads for half
+//! the round trip (precise sleeps on dedicated threads), so requests still pipeline as
+//! they do over a real link. Unlike netem it models no window limit or loss.
 //!
 //! `scripts/bench-router-net` builds the shipped router binary and runs this with its
 //! path: `cargo bench -p efs-autoscaler-tests --bench router_net -- ROUTER_BINARY`.
-//! Needs root (namespaces, netem, ganesha).
+//! Needs root (ganesha).
 //!
 //! For each round-trip time (0.5 ms and 2 ms; BENCH_RTTS), clear text and TLS, and 1, 2,
 //! 4 and 8 connections per target (BENCH_CONNECTIONS):
@@ -17,19 +22,18 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use harness::{Ganesha, RouterProcess, ServerCert, TestCa, TlsFront};
 
-const NS: &str = "efsa-bench";
-const HOST_IF: &str = "efsa-bh";
-const NS_IF: &str = "efsa-bn";
-const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 1);
-const NFS_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
-const TLS_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 3);
+const NFS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const FRONT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 21);
+const CLEAR_RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 30);
+const TLS_RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 31);
 const BIG: usize = 64 << 20;
 const SMALL: usize = 4096;
 const SMALL_FILES: usize = 1000;
@@ -37,70 +41,57 @@ const CLIENTS: usize = 16;
 const FS: &str = "fs-12345678";
 const REGION: &str = "us-east-1";
 
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
-    assert!(status.success(), "{args:?} failed");
-}
-
-/// The namespace and its veth pair; deleted on drop (which removes both ends).
-struct Net;
-
-impl Net {
-    fn create() -> Net {
-        let _ = Command::new("ip").args(["netns", "del", NS]).status();
-        sh(&["ip", "netns", "add", NS]);
-        let net = Net;
-        sh(&[
-            "ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF,
-        ]);
-        sh(&["ip", "link", "set", NS_IF, "netns", NS]);
-        sh(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{HOST_IP}/24"),
-            "dev",
-            HOST_IF,
-        ]);
-        sh(&["ip", "link", "set", HOST_IF, "up"]);
-        for ip in [NFS_IP, TLS_IP] {
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                NS,
-                "ip",
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                NS_IF,
-            ]);
+/// A TCP relay from `listen` to `upstream` that delays each direction by the current
+/// one-way delay (microseconds in `one_way`).
+fn delay_relay(listen: SocketAddr, upstream: SocketAddr, one_way: Arc<AtomicU64>) {
+    let listener = std::net::TcpListener::bind(listen).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                continue;
+            };
+            let delay = Duration::from_micros(one_way.load(Ordering::Relaxed));
+            for (from, to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let _ = from.set_nodelay(true);
+                let _ = to.set_nodelay(true);
+                pipe(from, to, delay);
+            }
         }
-        sh(&["ip", "netns", "exec", NS, "ip", "link", "set", NS_IF, "up"]);
-        sh(&["ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up"]);
-        net
-    }
-
-    /// Half the round trip on each side.
-    fn delay(&self, rtt_ms: f64) {
-        let half = format!("{}us", (rtt_ms * 500.0).round() as u64);
-        sh(&[
-            "tc", "qdisc", "replace", "dev", HOST_IF, "root", "netem", "delay", &half, "limit",
-            "100000",
-        ]);
-        sh(&[
-            "ip", "netns", "exec", NS, "tc", "qdisc", "replace", "dev", NS_IF, "root", "netem",
-            "delay", &half, "limit", "100000",
-        ]);
-    }
+    });
 }
 
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", HOST_IF]).status();
-        let _ = Command::new("ip").args(["netns", "del", NS]).status();
-    }
+/// One direction: a reader thread stamps each chunk with its due time, a writer thread
+/// sends it then.
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 << 10];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        while let Ok((due, chunk)) = rx.recv() {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
 }
 
 fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
@@ -132,22 +123,27 @@ fn main() {
     let rounds: usize = env_list::<usize>("BENCH_ROUNDS", "3")[0];
     let streams: usize = env_list::<usize>("BENCH_STREAMS", "4")[0];
 
-    let net = Net::create();
-    let wrapper: Vec<String> = ["ip", "netns", "exec", NS]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let base = PathBuf::from("/dev/shm");
-    let cluster =
-        Ganesha::start_at(vec![NFS_IP], &base, wrapper.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = Ganesha::start_in(1, &base).unwrap_or_else(|e| panic!("{e}"));
     let ca = TestCa::new("efs-autoscaler bench CA").unwrap();
     let cert = ServerCert {
         name: format!("{FS}.efs.{REGION}.amazonaws.com"),
         expired: false,
     };
-    let upstream = SocketAddr::from((NFS_IP, cluster.port()));
-    let _front = TlsFront::start_under(&ca, &cert, TLS_IP, upstream, wrapper)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let port = cluster.port();
+    let upstream = SocketAddr::from((NFS_IP, port));
+    let _front = TlsFront::start(&ca, &cert, FRONT_IP, upstream).unwrap_or_else(|e| panic!("{e}"));
+    let one_way = Arc::new(AtomicU64::new(0));
+    delay_relay(
+        SocketAddr::from((CLEAR_RELAY, port)),
+        upstream,
+        one_way.clone(),
+    );
+    delay_relay(
+        SocketAddr::from((TLS_RELAY, port)),
+        SocketAddr::from((FRONT_IP, port)),
+        one_way.clone(),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,10 +155,10 @@ fn main() {
     );
 
     println!(
-        "ganesha {NFS_IP} (clear) and stunnel4 {TLS_IP} (TLS) in namespace {NS}; {streams} x 64 MiB streams; {CLIENTS} clients x {SMALL_FILES} 4 KiB files; median of {rounds}\n"
+        "ganesha {NFS_IP}, stunnel4 {FRONT_IP} before it; relays with delay {CLEAR_RELAY} (clear) and {TLS_RELAY} (TLS); {streams} x 64 MiB streams; {CLIENTS} clients x {SMALL_FILES} 4 KiB files; median of {rounds}\n"
     );
     for &rtt in &rtts {
-        net.delay(rtt);
+        one_way.store((rtt * 500.0).round() as u64, Ordering::Relaxed);
         println!("## {rtt} ms round trip\n");
         println!(
             "| connections | write clear | write TLS | TLS/clear | read clear | read TLS | TLS/clear | 4 KiB ops/s clear | 4 KiB ops/s TLS | TLS/clear |"
@@ -239,9 +235,13 @@ fn start(
             "--region".into(),
             REGION.into(),
         ]);
-        args.extend(["--target".into(), TLS_IP.to_string()]);
+        args.extend(["--target".into(), TLS_RELAY.to_string()]);
     } else {
-        args.extend(["--tls=false".into(), "--target".into(), NFS_IP.to_string()]);
+        args.extend([
+            "--tls=false".into(),
+            "--target".into(),
+            CLEAR_RELAY.to_string(),
+        ]);
     }
     let env = vec![("RUST_LOG".to_string(), "warn".to_string())];
     RouterProcess::start_binary(bin, &args, &env).unwrap_or_else(|e| panic!("{e}"))

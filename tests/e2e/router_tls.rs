@@ -105,6 +105,8 @@ fn router_serves_through_tls_and_reports_a_target_with_the_wrong_name() {
 
     let t = targets(&router);
     assert_eq!(t[&good.address()]["state"], "up", "{t:?}");
+    // --connections-per-target 2: two TLS connections, each its own NFS session.
+    assert_eq!(t[&good.address()]["connections"], 2, "{t:?}");
     assert_eq!(t[&wrong.address()]["state"], "down", "{t:?}");
     let reason = t[&wrong.address()]["last_error"].as_str().unwrap();
     assert!(
@@ -136,6 +138,9 @@ fn router_serves_through_tls_and_reports_a_target_with_the_wrong_name() {
         t[&good.address()]["state"] == "up"
     });
     put_get(&router, "tls/after-restart.bin", &contents(99, 200_000));
+    wait_for(&router, "both connections to be back", |t| {
+        t[&good.address()]["connections"] == 2
+    });
 
     // The wrong-name target never served anything, not even in clear text.
     let t = targets(&router);

@@ -19,8 +19,6 @@ pub struct Ganesha {
     dir: tempfile::TempDir,
     port: u16,
     binary: PathBuf,
-    /// A command the server runs under (`ip netns exec NS` in the latency benchmarks).
-    wrapper: Vec<String>,
     instances: Vec<Instance>,
 }
 
@@ -41,16 +39,6 @@ impl Ganesha {
     /// As [`Ganesha::start`], with the exported directory created under `base` (the
     /// benchmarks use a tmpfs, so the local disk's writeback does not blur them).
     pub fn start_in(n: u8, base: &Path) -> Result<Self, HarnessError> {
-        let addresses = (0..n).map(|i| Ipv4Addr::new(127, 0, 0, 2 + i)).collect();
-        Self::start_at(addresses, base, Vec::new())
-    }
-
-    /// Instances on the given addresses, each run under `wrapper` (a network namespace).
-    pub fn start_at(
-        addresses: Vec<Ipv4Addr>,
-        base: &Path,
-        wrapper: Vec<String>,
-    ) -> Result<Self, HarnessError> {
         let binary = find_tool("ganesha.nfsd")?;
         if !nix_is_root() {
             return Err(HarnessError::Requirement(
@@ -68,10 +56,10 @@ impl Ganesha {
             dir,
             port,
             binary,
-            wrapper,
             instances: Vec::new(),
         };
-        for (i, address) in addresses.into_iter().enumerate() {
+        for i in 0..n {
+            let address = Ipv4Addr::new(127, 0, 0, 2 + i);
             let home = cluster.dir.path().join(format!("instance-{i}"));
             let recovery = home.join("recovery");
             std::fs::create_dir_all(&recovery)
@@ -123,15 +111,7 @@ impl Ganesha {
         self.kill(i);
         let instance = &mut self.instances[i];
         let what = format!("nfs-ganesha on {}:{}", instance.address, self.port);
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(&self.binary);
-                c
-            }
-            None => Command::new(&self.binary),
-        };
-        let mut child = command
+        let mut child = Command::new(&self.binary)
             .arg("-F")
             .arg("-f")
             .arg(&instance.conf)

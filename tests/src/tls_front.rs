@@ -80,7 +80,6 @@ pub struct TlsFront {
     conf: PathBuf,
     log: PathBuf,
     address: SocketAddr,
-    wrapper: Vec<String>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -92,17 +91,6 @@ impl TlsFront {
         cert: &ServerCert,
         address: std::net::Ipv4Addr,
         upstream: SocketAddr,
-    ) -> Result<Self, HarnessError> {
-        Self::start_under(ca, cert, address, upstream, Vec::new())
-    }
-
-    /// As [`TlsFront::start`], run under `wrapper` (a network namespace).
-    pub fn start_under(
-        ca: &TestCa,
-        cert: &ServerCert,
-        address: std::net::Ipv4Addr,
-        upstream: SocketAddr,
-        wrapper: Vec<String>,
     ) -> Result<Self, HarnessError> {
         let binary = find_tool("stunnel4")?;
         let dir = tempfile::tempdir().map_err(io("creating a directory for stunnel"))?;
@@ -131,7 +119,6 @@ impl TlsFront {
             conf,
             log,
             address: listen,
-            wrapper,
             child: None,
             _dir: dir,
         };
@@ -155,15 +142,7 @@ impl TlsFront {
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill();
         let what = format!("stunnel4 on {}", self.address);
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(&self.binary);
-                c
-            }
-            None => Command::new(&self.binary),
-        };
-        let mut child = command
+        let mut child = Command::new(&self.binary)
             .arg(&self.conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -149,7 +149,7 @@ impl Collector for PoolCollector {
             .map(|t| t.stats.snapshot())
             .collect();
         // Gauges: sums over the targets now in the list, which drop when one leaves.
-        let mut cross = encoder.encode_descriptor(
+        let cross = encoder.encode_descriptor(
             "cross_az_bytes",
             "Bytes read from or written to the listed targets in another availability zone",
             None,
@@ -162,7 +162,7 @@ impl Collector for PoolCollector {
                 .sum::<u64>(),
         )
         .encode(cross)?;
-        let mut cross_ops = encoder.encode_descriptor(
+        let cross_ops = encoder.encode_descriptor(
             "cross_az_operations",
             "Backend calls to the listed targets in another availability zone",
             None,
