@@ -198,7 +198,7 @@ fn each_tls_misconfiguration_is_named() {
 
     // A plain-text NFS server where TLS was asked: only a TLS hello is ever sent.
     let plain = cluster.address(0);
-    let log = fails(&tls_args(&cluster, &ca, &[plain.clone()]), &[]);
+    let log = fails(&tls_args(&cluster, &ca, std::slice::from_ref(&plain)), &[]);
     assert!(log.contains(&plain) && log.contains("--tls=false"), "{log}");
 
     // A TLS server where clear text was asked.
