@@ -96,7 +96,7 @@ pub fn nfs_url(address: &str, export: &str, port: u16) -> String {
 
 /// One connection to the target: a mount, and its TLS forwarder when encrypted.
 #[derive(Debug)]
-pub struct Conn {
+struct Conn {
     mount: Arc<dyn Mount>,
     // Dropped with the connection: closes the loopback listener and the TLS relay.
     _forwarder: Option<Forwarder>,
