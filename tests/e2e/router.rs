@@ -58,14 +58,19 @@ pub(crate) fn contents(seed: usize, size: usize) -> Vec<u8> {
         .collect()
 }
 
-pub(crate) fn targets(router: &RouterProcess) -> BTreeMap<String, Value> {
-    let body: Value = http()
+/// The whole `/targets` answer: the router's zone, routing and cross-zone totals, and
+/// the targets.
+fn summary(router: &RouterProcess) -> Value {
+    http()
         .get(router.url("/targets"))
         .send()
         .unwrap()
         .json()
-        .unwrap();
-    body["targets"]
+        .unwrap()
+}
+
+pub(crate) fn targets(router: &RouterProcess) -> BTreeMap<String, Value> {
+    summary(router)["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -641,16 +646,11 @@ fn router_keeps_to_its_zone_and_counts_what_crosses() {
     for i in 0..20 {
         put(i);
     }
-    let summary: Value = http()
-        .get(router.url("/targets"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(summary["zone"], "ap-northeast-1a");
-    assert_eq!(summary["routing"], "local-first");
+    let answer = summary(&router);
+    assert_eq!(answer["zone"], "ap-northeast-1a");
+    assert_eq!(answer["routing"], "local-first");
     // Every byte stayed in the zone; the other target only answered health probes.
-    assert_eq!(summary["cross_az"]["bytes"], 0, "{summary}");
+    assert_eq!(answer["cross_az"]["bytes"], 0, "{answer}");
     let t = targets(&router);
     assert_eq!(t["127.0.0.2"]["cross_az"], false);
     assert_eq!(t["127.0.0.3"]["cross_az"], true);
@@ -665,13 +665,8 @@ fn router_keeps_to_its_zone_and_counts_what_crosses() {
     for i in 20..25 {
         put(i);
     }
-    let summary: Value = http()
-        .get(router.url("/targets"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(summary["cross_az"]["bytes"], 50_000, "{summary}");
+    let answer = summary(&router);
+    assert_eq!(answer["cross_az"]["bytes"], 50_000, "{answer}");
     let metrics = http()
         .get(router.url("/metrics"))
         .send()
@@ -699,5 +694,85 @@ fn router_keeps_to_its_zone_and_counts_what_crosses() {
     assert!(
         emf.iter().any(|l| l["MountTarget"] == "fsmt-00001001"),
         "{log}"
+    );
+}
+
+/// The router's established TCP connections to `target:port`, by local port, from `ss`.
+fn connections_to(router: &RouterProcess, target: &str, port: u16) -> Vec<u16> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htnp", "state", "established", "dst"])
+        .arg(format!("{target}:{port}"))
+        .output()
+        .unwrap_or_else(|e| panic!("ss (iproute2; scripts/setup installs it): {e}"));
+    let pid = format!("pid={},", router.pid());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&pid))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn router_replaces_a_lost_connection_without_failing_reads() {
+    let cluster = Ganesha::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let target = cluster.addresses()[0].clone();
+    let mut args = nfs_args(&cluster, std::slice::from_ref(&target));
+    args.extend(["--connections-per-target", "2"].map(String::from));
+    let router = RouterProcess::start(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let files: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|i| (format!("cut/f{i}.bin"), contents(i, 300_000)))
+        .collect();
+    let client = http();
+    for (path, data) in &files {
+        let response = client
+            .put(router.url(&format!("/files/{path}")))
+            .body(data.clone())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{}", router.log());
+    }
+    wait_for(&router, "two connections", |t| {
+        t[&target]["connections"] == 2
+    });
+    let before = connections_to(&router, &target, cluster.port());
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // Cut one connection under the router (the kernel aborts it, the server gets a
+    // reset), then read everything at once from several clients: reads are idempotent,
+    // so none may fail, whichever connection they were on.
+    let cut = before[0];
+    let killed = std::process::Command::new("ss")
+        .args(["-K", "dst"])
+        .arg(format!("{target}:{}", cluster.port()))
+        .args(["sport", "=", &format!(":{cut}")])
+        .output()
+        .unwrap_or_else(|e| panic!("ss -K: {e}"));
+    assert!(killed.status.success(), "ss -K: {killed:?}");
+    std::thread::scope(|s| {
+        for chunk in files.chunks(4) {
+            let router = &router;
+            s.spawn(move || get_all(router, chunk));
+        }
+    });
+
+    // The lost connection is replaced, and the target never left service.
+    wait_for(&router, "the connection to be replaced", |t| {
+        let open = connections_to(&router, &target, cluster.port());
+        t[&target]["connections"] == 2 && open.len() == 2 && !open.contains(&cut)
+    });
+    // (nfs-rs reconnects a cut connection itself and its session carries on; the
+    // router replaces a connection only when that fails.)
+    assert_eq!(targets(&router)[&target]["state"], "up");
+    let log = router.log();
+    assert!(
+        !log.contains("marked down"),
+        "the target left service:\n{log}"
     );
 }
