@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod emf;
 pub mod logging;
 pub mod model;
 pub mod reconcile;

@@ -20,7 +20,9 @@ pub(crate) fn http() -> Client {
         .unwrap()
 }
 
-fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
+/// What every NFS router test passes: short timeouts and probes, ganesha's port, the
+/// targets.
+pub(crate) fn base_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
     let mut args: Vec<String> = [
         "--backend",
         "nfs",
@@ -32,8 +34,6 @@ fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
         "3",
         "--probe-interval",
         "1",
-        // ganesha speaks clear text; TLS is tested through stunnel in router_tls.
-        "--tls=false",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -42,6 +42,13 @@ fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
     for t in targets {
         args.extend(["--target".into(), t.clone()]);
     }
+    args
+}
+
+fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
+    let mut args = base_args(cluster, targets);
+    // ganesha speaks clear text; TLS is tested through stunnel in router_tls.
+    args.push("--tls=false".into());
     args
 }
 
@@ -56,6 +63,16 @@ pub(crate) fn contents(seed: usize, size: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// The Prometheus text of `/metrics`.
+fn metrics(router: &RouterProcess) -> String {
+    http()
+        .get(router.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
 }
 
 /// The whole `/targets` answer: the router's zone, routing and cross-zone totals, and
@@ -413,12 +430,7 @@ fn router_spreads_files_over_three_nfs_servers_and_survives_one_failing() {
         "the restarted target carries no load ({before} -> {after})"
     );
 
-    let metrics = client
-        .get(router.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics(&router);
     assert!(
         metrics.contains(&format!(
             "efs_router_target_up{{target=\"{victim}\",availability_zone=\"\",cross_az=\"unknown\"}} 1"
@@ -667,12 +679,7 @@ fn router_keeps_to_its_zone_and_counts_what_crosses() {
     }
     let answer = summary(&router);
     assert_eq!(answer["cross_az"]["bytes"], 50_000, "{answer}");
-    let metrics = http()
-        .get(router.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = metrics(&router);
     assert!(
         metrics.contains("efs_router_cross_az_bytes 50000"),
         "{metrics}"

@@ -12,7 +12,7 @@ use std::time::Duration;
 use harness::{Ganesha, RouterProcess, ServerCert, TestCa, TlsFront};
 use reqwest::StatusCode;
 
-use crate::router::{contents, http, targets, wait_for};
+use crate::router::{base_args, contents, http, targets, wait_for};
 
 const FS: &str = "fs-12345678";
 const REGION: &str = "us-east-1";
@@ -35,32 +35,19 @@ fn front(ca: &TestCa, cluster: &Ganesha, i: usize, name: &str, expired: bool) ->
 }
 
 fn tls_args(cluster: &Ganesha, ca: &TestCa, targets: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--backend",
-        "nfs",
-        "--export",
-        "/export",
-        "--connect-timeout",
-        "2",
-        "--operation-timeout",
-        "3",
-        "--probe-interval",
-        "1",
-        "--file-system-id",
-        FS,
-        "--region",
-        REGION,
-        "--connections-per-target",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = base_args(cluster, targets);
+    args.extend(
+        [
+            "--file-system-id",
+            FS,
+            "--region",
+            REGION,
+            "--connections-per-target",
+            "2",
+        ]
+        .map(String::from),
+    );
     args.extend(["--tls-ca".into(), ca.pem_path().display().to_string()]);
-    args.extend(["--nfs-port".into(), cluster.port().to_string()]);
-    for t in targets {
-        args.extend(["--target".into(), t.clone()]);
-    }
     args
 }
 

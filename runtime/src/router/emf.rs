@@ -9,15 +9,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::pool::{Health, Pool};
 use super::stats::StatsSnapshot;
-
-/// The scaler's namespace: one place for the environment's metrics.
-pub const NAMESPACE: &str = "EfsAutoscaler";
+use crate::emf;
 
 /// Per-target counters as last reported, to print differences.
 #[derive(Debug, Default)]
@@ -47,10 +45,6 @@ fn delta(now: &StatsSnapshot, before: Option<&StatsSnapshot>) -> StatsSnapshot {
 impl Emitter {
     /// The lines for the interval ending `now`.
     pub fn lines(&mut self, pool: &Pool, file_system: &str, now: SystemTime) -> Vec<String> {
-        let timestamp = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
         let targets = pool.targets();
         let mut lines = Vec::with_capacity(targets.len() + 1);
         let (mut operations, mut errors, mut cross_bytes, mut healthy) = (0u64, 0u64, 0u64, 0u64);
@@ -65,20 +59,7 @@ impl Emitter {
             if t.cross_az == Some(true) {
                 cross_bytes += d.bytes_read + d.bytes_written;
             }
-            let mut line = json!({
-                "_aws": {
-                    "Timestamp": timestamp,
-                    "CloudWatchMetrics": [{
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [["FileSystemId", "MountTarget"]],
-                        "Metrics": [
-                            { "Name": "TargetOperations", "Unit": "Count" },
-                            { "Name": "TargetErrors", "Unit": "Count" },
-                            { "Name": "TargetBytes", "Unit": "Bytes" },
-                            { "Name": "TargetLatencyP99", "Unit": "Milliseconds" },
-                        ],
-                    }],
-                },
+            let fields = json!({
                 "FileSystemId": file_system,
                 "MountTarget": t.spec.mount_target_id.as_deref().unwrap_or(&t.spec.address),
                 "AvailabilityZone": t.spec.availability_zone,
@@ -86,43 +67,43 @@ impl Emitter {
                 "TargetOperations": d.operations,
                 "TargetErrors": d.errors,
                 "TargetBytes": d.bytes_read + d.bytes_written,
+                // No calls, no latency: null leaves the metric out of the line.
+                "TargetLatencyP99": d.quantile_ms(0.99),
             });
-            // No calls, no latency: a zero would drag the percentile down.
-            if let (Some(p99), Some(map)) = (d.quantile_ms(0.99), line.as_object_mut()) {
-                map.insert("TargetLatencyP99".into(), json!(p99));
-            } else if let Some(defs) = line
-                .pointer_mut("/_aws/CloudWatchMetrics/0/Metrics")
-                .and_then(Value::as_array_mut)
-            {
-                defs.retain(|m| m["Name"] != "TargetLatencyP99");
-            }
-            lines.push(line.to_string());
+            lines.push(emf::line(
+                now,
+                &["FileSystemId", "MountTarget"],
+                &[
+                    ("TargetOperations", "Count"),
+                    ("TargetErrors", "Count"),
+                    ("TargetBytes", "Bytes"),
+                    ("TargetLatencyP99", "Milliseconds"),
+                ],
+                fields,
+            ));
         }
         self.last = seen;
+        let router = json!({
+            "FileSystemId": file_system,
+            "Zone": pool.routing().zone,
+            "HealthyTargets": healthy,
+            "RouterOperations": operations,
+            "RouterErrors": errors,
+            "CrossAzBytes": cross_bytes,
+        });
         lines.insert(
             0,
-            json!({
-                "_aws": {
-                    "Timestamp": timestamp,
-                    "CloudWatchMetrics": [{
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [["FileSystemId"]],
-                        "Metrics": [
-                            { "Name": "HealthyTargets", "Unit": "Count" },
-                            { "Name": "RouterOperations", "Unit": "Count" },
-                            { "Name": "RouterErrors", "Unit": "Count" },
-                            { "Name": "CrossAzBytes", "Unit": "Bytes" },
-                        ],
-                    }],
-                },
-                "FileSystemId": file_system,
-                "Zone": pool.routing().zone,
-                "HealthyTargets": healthy,
-                "RouterOperations": operations,
-                "RouterErrors": errors,
-                "CrossAzBytes": cross_bytes,
-            })
-            .to_string(),
+            emf::line(
+                now,
+                &["FileSystemId"],
+                &[
+                    ("HealthyTargets", "Count"),
+                    ("RouterOperations", "Count"),
+                    ("RouterErrors", "Count"),
+                    ("CrossAzBytes", "Bytes"),
+                ],
+                router,
+            ),
         );
         lines
     }

@@ -1,41 +1,21 @@
 //! CloudWatch metrics as embedded-metric-format log lines: Lambda's log stream turns them
 //! into metrics without a PutMetricData call (no extra permission, no extra latency).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::json;
 
 use super::result::RunResult;
-
-pub const NAMESPACE: &str = "EfsAutoscaler";
+use crate::emf;
 
 /// One EMF line for the run, dimensioned by file system.
 pub fn emf_line(result: &RunResult, file_system_id: &str, now: SystemTime) -> String {
-    let timestamp = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
     let available = result
         .mount_targets_after
         .iter()
         .filter(|t| t.state == "available")
         .count();
-    json!({
-        "_aws": {
-            "Timestamp": timestamp,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["FileSystemId"]],
-                "Metrics": [
-                    { "Name": "FileCount", "Unit": "Count" },
-                    { "Name": "MountTargets", "Unit": "Count" },
-                    { "Name": "ScaleOuts", "Unit": "Count" },
-                    { "Name": "Redeploys", "Unit": "Count" },
-                    { "Name": "Errors", "Unit": "Count" },
-                    { "Name": "RunDuration", "Unit": "Milliseconds" },
-                ],
-            }],
-        },
+    let fields = json!({
         "FileSystemId": file_system_id,
         "FileCount": result.file_count,
         "MountTargets": available,
@@ -43,8 +23,20 @@ pub fn emf_line(result: &RunResult, file_system_id: &str, now: SystemTime) -> St
         "Redeploys": u8::from(result.deployment_triggered),
         "Errors": u8::from(!result.is_success()),
         "RunDuration": result.duration_ms,
-    })
-    .to_string()
+    });
+    emf::line(
+        now,
+        &["FileSystemId"],
+        &[
+            ("FileCount", "Count"),
+            ("MountTargets", "Count"),
+            ("ScaleOuts", "Count"),
+            ("Redeploys", "Count"),
+            ("Errors", "Count"),
+            ("RunDuration", "Milliseconds"),
+        ],
+        fields,
+    )
 }
 
 #[cfg(test)]
@@ -53,6 +45,7 @@ mod tests {
     use super::*;
     use crate::scaler::policy::Policy;
     use crate::scaler::result::TargetSummary;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn every_declared_metric_has_a_value() {
