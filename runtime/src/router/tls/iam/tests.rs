@@ -128,11 +128,7 @@ fn the_certificate_carries_every_field_efs_utils_writes() {
     );
 
     // Exactly these extensions, in this order, none critical.
-    let oids: Vec<String> = cert
-        .extensions()
-        .iter()
-        .map(|e| e.oid.to_id_string())
-        .collect();
+    let oids = extension_oids(&cert);
     assert_eq!(
         oids,
         [
@@ -204,11 +200,7 @@ fn without_iam_or_access_point_only_the_file_system_is_named() {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let der = certificate(&key, &settings(None), None, OffsetDateTime::now_utc(), 0).unwrap();
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    let oids: Vec<String> = cert
-        .extensions()
-        .iter()
-        .map(|e| e.oid.to_id_string())
-        .collect();
+    let oids = extension_oids(&cert);
     assert_eq!(
         oids,
         ["2.5.29.14", "1.3.6.1.4.1.4843.7.3", "1.3.6.1.4.1.4843.7.4"]
@@ -295,4 +287,12 @@ async fn renewal_replaces_the_certificate_for_new_connections() {
     let (_, b) = X509Certificate::from_der(&after.cert[0]).unwrap();
     assert_eq!(a.public_key().raw, b.public_key().raw, "same key");
     assert_eq!((a.raw_serial(), b.raw_serial()), (&[1u8][..], &[2u8][..]));
+}
+
+/// The certificate's extensions by OID, in order.
+fn extension_oids(cert: &X509Certificate) -> Vec<String> {
+    cert.extensions()
+        .iter()
+        .map(|e| e.oid.to_id_string())
+        .collect()
 }
