@@ -12,9 +12,29 @@ use super::tls::{Tls, TlsSettings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address to serve the HTTP API on.
+    /// Address to serve the S3 API on.
     #[arg(long, env = "ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address of the admin listener (`/health`, `/targets`, `/metrics`; no S3
+    /// credentials, so loopback unless there is a reason).
+    #[arg(long, env = "ROUTER_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// An AWS shared-credentials file whose every profile is an accepted S3 key pair
+    /// (read again when it changes, for rotation). Beside or instead of
+    /// ROUTER_ACCESS_KEY_ID and ROUTER_SECRET_ACCESS_KEY.
+    #[arg(long, env = "ROUTER_CREDENTIALS_FILE", value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Serve unsigned S3 requests too (local development only: refused unless
+    /// --listen is a loopback address).
+    #[arg(long, env = "ROUTER_ANONYMOUS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub anonymous: bool,
+    /// The domain for virtual-hosted-style requests (`BUCKET.DOMAIN`); path-style
+    /// requests work either way.
+    #[arg(long, env = "ROUTER_DOMAIN", value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Hours after which an unfinished multipart upload is removed.
+    #[arg(long, env = "ROUTER_UPLOAD_MAX_AGE_HOURS", default_value_t = 168, value_name = "HOURS", value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub upload_max_age_hours: u64,
     /// How to reach the mount targets: `nfs` (userspace NFSv4.1, works on Fargate),
     /// `kernel` (mount(2), needs CAP_SYS_ADMIN), `dir` (local directories).
     #[arg(long, env = "ROUTER_BACKEND", value_enum, default_value = "nfs")]
@@ -132,6 +152,17 @@ impl ServeArgs {
     /// Problems that need no network to find, all at once.
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
+        if self.anonymous && !self.listen.ip().is_loopback() {
+            problems.push(format!(
+                "--anonymous serves unsigned requests, so it is refused on {} (reachable from other hosts); listen on 127.0.0.1, or sign requests",
+                self.listen
+            ));
+        }
+        if let Some(domain) = &self.domain
+            && s3s::host::SingleDomain::new(domain).is_err()
+        {
+            problems.push(format!("--domain {domain:?} is not a domain name"));
+        }
         if self.backend == BackendKind::Dir && self.targets.is_empty() {
             problems.push("the dir backend needs --target DIR (one per target)".to_string());
         }

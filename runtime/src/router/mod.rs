@@ -1,17 +1,18 @@
 //! The Fargate mount-and-route entrypoint (`efs-router serve`): connects to every mount
-//! target, routes each path to one of them by a stable hash, and serves files over HTTP
-//! to the application in the same task (docs/router.md).
+//! target, routes each path to one of them by a stable hash, and serves the file system
+//! as an S3 endpoint to applications (docs/router.md).
 //!
 //! - `config`: flags and environment; `sources`: where the target list comes from, and
 //!   the watch that follows it;
 //! - `backend`: one client per target (nfs, kernel, dir); `pool`: their health and
-//!   reconnection; `rendezvous`: which target serves a path;
-//! - `path`: request paths, normalised and confined; `transfer`: streaming bodies;
-//!   `api`: the HTTP endpoints; `stats` and `metrics`: what `/targets` and `/metrics` show;
+//!   reconnection; `rendezvous` and `routing`: which target serves a path;
+//! - `path`: paths, normalised and confined; `transfer`: streaming bodies;
+//! - `s3`: the S3 API over the backends; `admin`: `/health`, `/targets`, `/metrics`;
+//!   `stats` and `metrics`: what those show;
 //! - `alloc`: the allocator policy that keeps transfer buffers warm.
 
+pub mod admin;
 pub mod alloc;
-pub mod api;
 pub mod backend;
 pub mod config;
 pub mod emf;
@@ -21,6 +22,7 @@ pub mod path;
 pub mod pool;
 pub mod rendezvous;
 pub mod routing;
+pub mod s3;
 pub mod sources;
 pub mod stats;
 pub mod tls;
@@ -42,6 +44,12 @@ pub enum ServeError {
     Sources(#[from] SourceError),
     #[error(transparent)]
     NoTarget(#[from] NoTargetReachable),
+    #[error(transparent)]
+    Keys(#[from] s3::auth::KeysError),
+    #[error(
+        "no S3 credentials: set ROUTER_ACCESS_KEY_ID and ROUTER_SECRET_ACCESS_KEY, or --credentials-file FILE (or, for local use, --anonymous on a loopback address)"
+    )]
+    NoKeys,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -126,21 +134,47 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         );
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: args.listen,
-            source,
-        })?;
+    let keys = s3::auth::Keys::load(
+        s3::auth::Keys::env_pair(
+            std::env::var("ROUTER_ACCESS_KEY_ID").ok(),
+            std::env::var("ROUTER_SECRET_ACCESS_KEY").ok(),
+        )?,
+        args.credentials_file.as_deref(),
+    )?;
+    if keys.is_empty() && !args.anonymous {
+        return Err(ServeError::NoKeys);
+    }
+    if let Some(file) = &args.credentials_file {
+        keys.spawn_reload(file.clone(), Duration::from_secs(10));
+    }
+    let listener = bind(args.listen).await?;
+    let admin_listener = bind(args.admin_listen).await?;
+    let store = s3::Store::new(
+        pool.clone(),
+        transfer::Budget::new(args.transfer_budget()),
+        s3::Limits {
+            upload_max_age: Duration::from_secs(args.upload_max_age_hours * 3600),
+            ..s3::Limits::default()
+        },
+        args.region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_string()),
+    );
+    s3::janitor::spawn(store.clone(), Duration::from_secs(3600));
     let metrics = Arc::new(metrics::Metrics::new(pool.clone()));
-    let state = api::AppState {
+    let s3 = s3_service(store, keys.clone(), args.anonymous, args.domain.as_deref())?;
+    let admin = admin::router(admin::AppState {
         pool: pool.clone(),
-        budget: transfer::Budget::new(args.transfer_budget()),
-        metrics,
-    };
-    tracing::info!(listen = %args.listen, "serving");
+        metrics: metrics.clone(),
+    });
+    tracing::info!(
+        listen = %args.listen,
+        admin = %args.admin_listen,
+        key_pairs = keys.count(),
+        anonymous = args.anonymous,
+        "serving S3"
+    );
 
-    let app = api::router(state);
     let http = http1_builder();
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     // Created once: a signal handler made anew per accepted connection could miss a
@@ -148,27 +182,30 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let mut stop = std::pin::pin!(shutdown_signal());
     let signal = loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    // No Nagle: a small response's headers and body would otherwise wait
-                    // for the client's delayed ACK (40 ms per small GET).
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-                    let conn = connections.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "HTTP connection ended with an error");
+            accepted = listener.accept() => {
+                if let Some(tcp) = accepted_socket(accepted).await {
+                    let (s3, metrics) = (s3.clone(), metrics.clone());
+                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (s3, metrics) = (s3.clone(), metrics.clone());
+                        async move {
+                            let method = request.method().clone();
+                            let _inflight = metrics.request_started();
+                            let response = hyper::service::Service::call(&s3, request).await;
+                            if let Ok(r) = &response {
+                                metrics.request_finished(&method, r.status());
+                            }
+                            response
                         }
                     });
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    spawn_watched(&connections, conn);
                 }
-                // Out of file descriptors or similar: wait rather than spin; connections
-                // already open keep being served.
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            },
+            accepted = admin_listener.accept() => {
+                if let Some(tcp) = accepted_socket(accepted).await {
+                    let service = hyper_util::service::TowerToHyperService::new(admin.clone());
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                    spawn_watched(&connections, conn);
                 }
             },
             signal = &mut stop => break signal,
@@ -180,6 +217,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         "stopping: no new connections, finishing requests in flight"
     );
     drop(listener);
+    drop(admin_listener);
     if tokio::time::timeout(
         Duration::from_secs(args.grace_period),
         connections.shutdown(),
@@ -192,6 +230,66 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// The S3 protocol (s3s) over the store: signatures checked against `keys`, unsigned
+/// requests only with `anonymous`, virtual-hosted-style requests under `domain`.
+fn s3_service(
+    store: s3::Store,
+    keys: s3::auth::Keys,
+    anonymous: bool,
+    domain: Option<&str>,
+) -> Result<s3s::service::S3Service, ServeError> {
+    let mut builder = s3s::service::S3ServiceBuilder::new(store);
+    builder.set_auth(keys);
+    builder.set_access(s3::auth::Access { anonymous });
+    if let Some(domain) = domain {
+        let host = s3s::host::SingleDomain::new(domain)
+            .map_err(|e| ServeError::Config(format!("--domain {domain:?}: {e}")))?;
+        builder.set_host(host);
+    }
+    Ok(builder.build())
+}
+
+/// A socket from `accept`, ready to serve; `None` when accepting failed (after a pause,
+/// so running out of file descriptors does not spin; open connections carry on).
+async fn accepted_socket(
+    accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+) -> Option<tokio::net::TcpStream> {
+    match accepted {
+        Ok((tcp, _)) => {
+            // No Nagle: a small response's headers and body would otherwise wait for the
+            // client's delayed ACK (40 ms per small GET).
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+            Some(tcp)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot accept a connection");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
+fn spawn_watched<C>(connections: &hyper_util::server::graceful::GracefulShutdown, conn: C)
+where
+    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
+    C::Error: std::fmt::Display,
+{
+    let conn = connections.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "HTTP connection ended with an error");
+        }
+    });
 }
 
 /// HTTP/1.1 for the application in the same task.

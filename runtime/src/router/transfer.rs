@@ -104,7 +104,7 @@ pub fn read_stream(
     source: Source,
     start: u64,
     end: u64,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+) -> ReadStream {
     // Each chunk carries its permit inside (see `with_permit`), so the budget covers it
     // until hyper has written it out and freed it.
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
@@ -190,9 +190,22 @@ pub fn read_stream(
         }
         source.client.close(&source.handle).await;
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
+    ReadStream(rx)
+}
+
+/// A read's chunks, in order, as the reading task sends them.
+#[derive(Debug)]
+pub struct ReadStream(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl Stream for ReadStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// The next-ranked target not yet tried that has the same file open for reading.
@@ -231,59 +244,90 @@ pub enum WriteError {
     Body(String),
 }
 
-/// Writes `body` to `path` atomically: into a temporary name in the same directory
-/// (parents created as needed), committed, then renamed over `path`. Readers see the
-/// old file or the new one, never a part; a failed upload leaves nothing behind.
-pub async fn write_file<S, E>(
+/// A body written and committed under a temporary name, not yet visible under its
+/// final one.
+#[derive(Debug)]
+pub struct Staged {
+    pub handle: Handle,
+    pub temp: FilePath,
+    pub size: u64,
+}
+
+/// Writes `body` to a new file at `temp` (its directory made when missing) and commits
+/// it; `observe` sees every byte in order (digests). Publishing it is the caller's: a
+/// rename or link of [`Staged::handle`], which readers see all at once. A failed upload
+/// leaves nothing behind.
+pub async fn stage<S, E>(
     budget: &Budget,
     target: &Arc<Target>,
     client: &Arc<Client>,
-    path: &FilePath,
+    temp: &FilePath,
     content_length: Option<u64>,
     body: S,
-) -> Result<u64, WriteError>
+    observe: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<Staged, WriteError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let parent = path.parent();
-    let temp = parent.join(&format!(
-        "{}{:016x}.tmp",
-        super::path::TEMP_PREFIX,
-        rand::random::<u64>()
-    ));
-    let handle = match target.call(client.create(&temp)).await {
+    let handle = match target.call(client.create(temp)).await {
         Ok(h) => h,
         Err(BackendError::NotFound) => {
-            make_parents(target, client, path).await?;
-            target.call(client.create(&temp)).await?
+            make_parents(target, client, temp).await?;
+            target.call(client.create(temp)).await?
         }
         Err(e) => return Err(e.into()),
     };
     let handle = Arc::new(handle);
-    let written = write_body(budget, target, client, &handle, content_length, body).await;
+    let written = write_body(
+        budget,
+        target,
+        client,
+        &handle,
+        content_length,
+        body,
+        observe,
+    )
+    .await;
     let finished = match written {
-        Ok((size, acks)) => match target.call(client.commit(&handle, acks)).await {
-            Ok(()) => target
-                .call(client.publish(&handle, path))
-                .await
-                .map(|()| size)
-                .map_err(WriteError::from),
-            Err(e) => Err(e.into()),
-        },
+        Ok((size, acks)) => target
+            .call(client.commit(&handle, acks))
+            .await
+            .map(|()| size)
+            .map_err(WriteError::from),
         Err(e) => {
             client.close(&handle).await;
             Err(e)
         }
     };
-    if finished.is_err() {
-        // Best effort: a temporary name left by a dead target is invisible to clients
-        // (reserved prefix, hidden from listings) and documented for cleanup.
-        if let Err(e) = target.call(client.remove(&temp)).await {
-            tracing::warn!(temp = %temp, error = %e, "could not remove a failed upload's temporary file");
+    match finished {
+        Ok(size) => match Arc::try_unwrap(handle) {
+            Ok(handle) => Ok(Staged {
+                handle,
+                temp: temp.clone(),
+                size,
+            }),
+            // Every write task has finished by now; a handle still shared is a bug.
+            Err(_) => {
+                discard(target, client, temp).await;
+                Err(BackendError::Failed("an upload's file handle is still in use".into()).into())
+            }
+        },
+        Err(e) => {
+            discard(target, client, temp).await;
+            Err(e)
         }
     }
-    finished
+}
+
+/// Removes a temporary file, best effort: one left by a dead target stays under the
+/// reserved directory, where no client sees it, until the janitor removes it by age.
+pub async fn discard(target: &Target, client: &Client, temp: &FilePath) {
+    if let Err(e) = target.call(client.remove(temp)).await
+        && e != BackendError::NotFound
+    {
+        tracing::warn!(temp = %temp, error = %e, "could not remove a temporary file");
+    }
 }
 
 async fn write_body<S, E>(
@@ -293,6 +337,7 @@ async fn write_body<S, E>(
     handle: &Arc<Handle>,
     content_length: Option<u64>,
     mut body: S,
+    observe: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<(u64, Vec<WriteAck>), WriteError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -353,6 +398,7 @@ where
         if buffer.is_empty() {
             break;
         }
+        observe(&buffer);
         let data = buffer.freeze();
         let at = offset;
         offset += data.len() as u64;
@@ -437,7 +483,7 @@ impl<T> Drop for Tasks<T> {
 }
 
 /// Creates the directories above `path`, top down; ones that exist are fine.
-async fn make_parents(
+pub async fn make_parents(
     target: &Target,
     client: &Client,
     path: &FilePath,

@@ -156,14 +156,44 @@ impl LocalClient {
     }
 
     pub async fn publish(&self, h: &LocalHandle, to: &FilePath) -> Result<()> {
-        let Some(from) = h.created_at.clone() else {
-            return Err(BackendError::Failed(
-                "only a created file can be published".into(),
-            ));
-        };
-        // Same directory, which was confined when the file was created.
-        let to = from.with_file_name(to.name());
-        blocking(self.timeout, move || fs::rename(&from, &to)).await
+        let from = created_at(h)?;
+        let to = self.confined(to, Resolve::Parent);
+        blocking(self.timeout, move || fs::rename(&from, to.resolve()?)).await
+    }
+
+    pub async fn link(&self, h: &LocalHandle, to: &FilePath) -> Result<()> {
+        let from = created_at(h)?;
+        let to = self.confined(to, Resolve::Parent);
+        blocking(self.timeout, move || fs::hard_link(&from, to.resolve()?)).await
+    }
+
+    pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
+        let from = self.confined(from, Resolve::Parent);
+        let to = self.confined(to, Resolve::Parent);
+        blocking(self.timeout, move || {
+            fs::rename(from.resolve()?, to.resolve()?)
+        })
+        .await
+    }
+
+    pub async fn read_whole(&self, path: &FilePath, limit: usize) -> Result<Bytes> {
+        let full = self.confined(path, Resolve::Whole);
+        blocking(self.timeout, move || {
+            let file = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(full.resolve()?)?;
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(&file, limit as u64 + 1),
+                &mut data,
+            )?;
+            if data.len() > limit {
+                return Err(io::Error::other(format!("larger than {limit} bytes")));
+            }
+            Ok(Bytes::from(data))
+        })
+        .await
     }
 
     pub async fn remove(&self, path: &FilePath) -> Result<()> {
@@ -206,9 +236,10 @@ impl LocalClient {
             let mut entries = Vec::with_capacity(names.len());
             for (name, e) in names {
                 let Ok(m) = e.metadata() else { continue };
-                let kind = kind(&m.file_type());
-                let size = if kind == EntryKind::File { m.len() } else { 0 };
-                entries.push(DirEntry { name, kind, size });
+                entries.push(DirEntry {
+                    name,
+                    stat: stat(&m),
+                });
             }
             let next = match (more, entries.last()) {
                 (true, Some(last)) => Some(encode_cursor(&last.name)),
@@ -272,6 +303,12 @@ impl Confined {
 enum Resolve {
     Whole,
     Parent,
+}
+
+fn created_at(h: &LocalHandle) -> Result<PathBuf> {
+    h.created_at
+        .clone()
+        .ok_or_else(|| BackendError::Failed("only a created file can be published".into()))
 }
 
 fn stat(m: &fs::Metadata) -> Stat {
@@ -433,7 +470,7 @@ mod tests {
                 .block_on(c.list(&FilePath::parse("").unwrap(), cursor.as_deref(), 2))
                 .unwrap();
             assert!(page.entries.len() <= 2);
-            names.extend(page.entries.iter().map(|e| (e.name.clone(), e.kind)));
+            names.extend(page.entries.iter().map(|e| (e.name.clone(), e.stat.kind)));
             match page.next {
                 Some(n) => cursor = Some(n),
                 None => break,

@@ -100,12 +100,12 @@ pub struct Stat {
     pub file_id: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One name in a directory, with its attributes (READDIRPLUS brings them in the same
+/// round trip).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
     pub name: String,
-    #[serde(rename = "type")]
-    pub kind: EntryKind,
-    pub size: u64,
+    pub stat: Stat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,14 +228,34 @@ impl Client {
         dispatch!(self, c => c.mkdir(path))
     }
 
-    /// Renames the file `handle` created over `to`, a name in the same directory,
-    /// replacing it atomically. One round trip: the directory is already known.
+    /// Renames the file `handle` created over `to`, in any directory, replacing what is
+    /// there atomically: a reader sees the old file or the new one.
     pub async fn publish(&self, handle: &Handle, to: &FilePath) -> Result<()> {
         match (self, handle) {
             (Client::Nfs(c), Handle::Nfs(h)) => bounded(c.timeout(), c.publish(h, to)).await,
             (Client::Local(c), Handle::Local(h)) => bounded(c.timeout(), c.publish(h, to)).await,
             _ => Err(mismatch()),
         }
+    }
+
+    /// Gives the file `handle` created the name `to` too, failing with `Exists` when `to`
+    /// exists (a hard link never replaces); the created name stays, to be removed.
+    pub async fn link(&self, handle: &Handle, to: &FilePath) -> Result<()> {
+        match (self, handle) {
+            (Client::Nfs(c), Handle::Nfs(h)) => bounded(c.timeout(), c.link(h, to)).await,
+            (Client::Local(c), Handle::Local(h)) => bounded(c.timeout(), c.link(h, to)).await,
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// Renames `from` over `to`.
+    pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
+        dispatch!(self, c => c.rename(from, to))
+    }
+
+    /// A small file's whole content; `Failed` when it has more than `limit` bytes.
+    pub async fn read_whole(&self, path: &FilePath, limit: usize) -> Result<Bytes> {
+        dispatch!(self, c => c.read_whole(path, limit))
     }
 
     /// Removes a file (or an empty directory).

@@ -661,16 +661,51 @@ impl NfsClient {
             .await
     }
 
+    /// Renames the file `h` created over `to`, in any directory, replacing what is there.
     pub async fn publish(&self, h: &NfsHandle, to: &FilePath) -> Result<()> {
-        let Some((dir, name)) = &h.created_in else {
-            return Err(BackendError::Failed(
-                "only a created file can be published".into(),
-            ));
-        };
+        let (dir, name) = created_in(h)?;
         self.on(&h.conn, |m| async move {
-            m.rename(dir.clone(), name, dir.clone(), to.name()).await
+            let to_dir = lookup_dir(m.as_ref(), &to.parent()).await?;
+            m.rename(dir.clone(), name, to_dir, to.name()).await
         })
         .await
+    }
+
+    /// Gives the file `h` created the name `to` as well, unless `to` exists (`Exists`):
+    /// NFS LINK never replaces, on any server, so this is a no-clobber publish that
+    /// holds across every client of the file system. The created name stays.
+    pub async fn link(&self, h: &NfsHandle, to: &FilePath) -> Result<()> {
+        self.on(&h.conn, |m| async move {
+            let to_dir = lookup_dir(m.as_ref(), &to.parent()).await?;
+            m.link(h.fh.clone(), to_dir, to.name()).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Renames `from` over `to` (both paths; `to` is replaced).
+    pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
+        // Not retried: a RENAME that reached the server would meet its own result.
+        self.once(|m| async move {
+            let from_dir = lookup_dir(m.as_ref(), &from.parent()).await?;
+            let to_dir = lookup_dir(m.as_ref(), &to.parent()).await?;
+            m.rename(from_dir, from.name(), to_dir, to.name()).await
+        })
+        .await
+    }
+
+    /// A small file whole (at most `limit` bytes; `Failed` if larger), without an OPEN:
+    /// a LOOKUP and a READ with the anonymous stateid.
+    pub async fn read_whole(&self, path: &FilePath, limit: usize) -> Result<Bytes> {
+        let max = u32::try_from(limit.saturating_add(1)).unwrap_or(u32::MAX);
+        let data = self
+            .any(|c| async move { Ok(c.mount.read_path(path.as_str(), 0, max).await?) })
+            .await?;
+        if data.len() > limit {
+            return Err(BackendError::Failed(format!(
+                "{path} is larger than {limit} bytes"
+            )));
+        }
+        Ok(data)
     }
 
     pub async fn remove(&self, path: &FilePath) -> Result<()> {
@@ -711,6 +746,24 @@ impl NfsClient {
     }
 }
 
+fn created_in(h: &NfsHandle) -> Result<(&Bytes, &str)> {
+    match &h.created_in {
+        Some((dir, name)) => Ok((dir, name)),
+        None => Err(BackendError::Failed(
+            "only a created file can be published".into(),
+        )),
+    }
+}
+
+/// The handle of a directory (the export root for the empty path).
+async fn lookup_dir(mount: &dyn Mount, dir: &FilePath) -> std::result::Result<Bytes, NfsError> {
+    if dir.is_root() {
+        Ok(mount.getfh().await)
+    } else {
+        Ok(mount.lookup_path(dir.as_str()).await?.fh)
+    }
+}
+
 /// One page of `dir` read on one connection.
 async fn list_on(
     mount: &dyn Mount,
@@ -743,15 +796,18 @@ async fn list_on(
         let available = page.entries.len().saturating_sub(skip);
         let wanted = limit - entries.len();
         for e in page.entries.iter().skip(skip).take(wanted) {
-            let (kind, size) = match &e.attr {
-                Some(a) if kind(a.type_) == EntryKind::File => (EntryKind::File, a.filesize),
-                Some(a) => (kind(a.type_), 0),
-                None => (EntryKind::Other, 0),
+            let stat = match &e.attr {
+                Some(a) => stat(a),
+                None => Stat {
+                    kind: EntryKind::Other,
+                    size: 0,
+                    modified: (0, 0),
+                    file_id: 0,
+                },
             };
             entries.push(DirEntry {
                 name: e.file_name.clone(),
-                kind,
-                size,
+                stat,
             });
         }
         if available > wanted {
