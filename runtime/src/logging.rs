@@ -20,9 +20,18 @@ pub fn init(json: bool) {
     } else {
         LevelFilter::ERROR
     };
+    // s3s logs every S3 error answer (a 404, a bad signature) at error: a client's
+    // mistake, not the router's. The router logs its own failures; s3s's view returns at
+    // debug.
+    let s3s = if level >= LevelFilter::DEBUG {
+        level
+    } else {
+        LevelFilter::OFF
+    };
     let filter = Targets::new()
         .with_default(level)
-        .with_target("nfs_rs", quiet);
+        .with_target("nfs_rs", quiet)
+        .with_target("s3s", s3s);
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) keeps the first subscriber; nothing to report.
     let _ = if json {

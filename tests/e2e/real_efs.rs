@@ -14,7 +14,7 @@
 use harness::RouterProcess;
 use reqwest::StatusCode;
 
-use crate::router::{contents, http, targets};
+use crate::router::{contents, http, make_bucket, object, targets};
 
 fn var(name: &str) -> String {
     std::env::var(name)
@@ -26,6 +26,7 @@ fn var(name: &str) -> String {
 fn real_efs_tls_and_iam_through_the_access_point() {
     let addresses = var("EFSA_REAL_EFS_TARGETS");
     let mut args: Vec<String> = [
+        "--anonymous",
         "--backend",
         "nfs",
         "--tls",
@@ -53,12 +54,13 @@ fn real_efs_tls_and_iam_through_the_access_point() {
         assert_eq!(t["state"], "up", "{address}: {t}\n{}", router.log());
     }
     let client = http();
+    make_bucket(&router);
     let path = format!("efs-autoscaler-real-efs-test/{}.bin", std::process::id());
     let data = contents(7, 3_000_001);
-    let url = router.url(&format!("/files/{path}"));
+    let url = object(&router, &path);
     assert_eq!(
         client.put(&url).body(data.clone()).send().unwrap().status(),
-        StatusCode::CREATED
+        StatusCode::OK
     );
     let got = client.get(&url).send().unwrap();
     assert_eq!(got.status(), StatusCode::OK);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use harness::{Ganesha, RouterProcess, ServerCert, TestCa, TlsFront};
 use reqwest::StatusCode;
 
-use crate::router::{base_args, contents, http, targets, wait_for};
+use crate::router::{base_args, contents, http, make_bucket, object, put, targets, wait_for};
 
 const FS: &str = "fs-12345678";
 const REGION: &str = "us-east-1";
@@ -52,22 +52,8 @@ fn tls_args(cluster: &Ganesha, ca: &TestCa, targets: &[String]) -> Vec<String> {
 }
 
 fn put_get(router: &RouterProcess, path: &str, data: &[u8]) {
-    let client = http();
-    let put = client
-        .put(router.url(&format!("/files/{path}")))
-        .body(data.to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(
-        put.status(),
-        StatusCode::CREATED,
-        "PUT {path}\n{}",
-        router.log()
-    );
-    let got = client
-        .get(router.url(&format!("/files/{path}")))
-        .send()
-        .unwrap();
+    put(router, path, data);
+    let got = http().get(object(router, path)).send().unwrap();
     assert_eq!(got.status(), StatusCode::OK, "GET {path}\n{}", router.log());
     assert_eq!(got.bytes().unwrap().as_ref(), data, "GET {path} contents");
 }
@@ -101,6 +87,7 @@ fn router_serves_through_tls_and_reports_a_target_with_the_wrong_name() {
         "{reason}"
     );
     assert!(router.log().contains("encrypted (TLS)"), "{}", router.log());
+    make_bucket(&router);
 
     // Files go through the good front (several sizes, several chunks), and land in the
     // exported directory: the data path works end to end through TLS.
@@ -110,7 +97,8 @@ fn router_serves_through_tls_and_reports_a_target_with_the_wrong_name() {
     {
         let data = contents(i, size);
         put_get(&router, &format!("tls/f{i}.bin"), &data);
-        let on_disk = std::fs::read(cluster.export_dir().join(format!("tls/f{i}.bin"))).unwrap();
+        let on_disk =
+            std::fs::read(cluster.export_dir().join(format!("bkt/tls/f{i}.bin"))).unwrap();
         assert_eq!(on_disk, data);
     }
 

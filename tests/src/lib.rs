@@ -20,7 +20,7 @@ pub use cargo_bin::cargo_bin;
 pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};
 pub use registry::Registry;
-pub use router::{Exited, RouterProcess};
+pub use router::{Exited, RouterProcess, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, s3_client};
 pub use tls_front::{ServerCert, TestCa, TlsFront};
 
 use std::io::{Read, Write};

@@ -1,5 +1,8 @@
 //! `efs-router serve` as a child process: started with the given flags and environment,
-//! waited for until it serves (or exits), stopped with SIGTERM or killed on drop.
+//! waited for until it serves (or exits), stopped with SIGTERM or killed on drop. It
+//! listens on free loopback ports (S3 and admin) and accepts the key pair
+//! [`S3_ACCESS_KEY_ID`] / [`S3_SECRET_ACCESS_KEY`] unless the test's environment sets
+//! another.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,10 +11,15 @@ use std::time::{Duration, Instant};
 
 use crate::{HarnessError, cargo_bin, free_port, io, wait_ready};
 
+/// The key pair test routers accept.
+pub const S3_ACCESS_KEY_ID: &str = "AKIDEFSROUTERTEST";
+pub const S3_SECRET_ACCESS_KEY: &str = "router-test-secret-not-for-production";
+
 #[derive(Debug)]
 pub struct RouterProcess {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -24,8 +32,9 @@ pub struct Exited {
     pub elapsed: Duration,
 }
 
-/// A prepared command, its address, its log file and the directory holding the log.
-type Spawn = (Command, SocketAddr, PathBuf, tempfile::TempDir);
+/// A prepared command, its S3 and admin addresses, its log file and the directory
+/// holding the log.
+type Spawn = (Command, SocketAddr, SocketAddr, PathBuf, tempfile::TempDir);
 
 impl RouterProcess {
     /// A `serve` command on a free port with `args`, a clean environment plus `env`.
@@ -43,6 +52,7 @@ impl RouterProcess {
         env: &[(String, String)],
     ) -> Result<Spawn, HarnessError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let dir = tempfile::tempdir().map_err(io("creating a directory for the router log"))?;
         let log = dir.path().join("router.log");
         let out = std::fs::File::create(&log).map_err(io("creating the router log"))?;
@@ -51,15 +61,19 @@ impl RouterProcess {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .env("ROUTER_ACCESS_KEY_ID", S3_ACCESS_KEY_ID)
+            .env("ROUTER_SECRET_ACCESS_KEY", S3_SECRET_ACCESS_KEY)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("serve")
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--admin-listen")
+            .arg(admin.to_string())
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        Ok((cmd, addr, log, dir))
+        Ok((cmd, addr, admin, log, dir))
     }
 
     /// Starts the workspace's router (built on demand) and waits until it serves.
@@ -76,11 +90,12 @@ impl RouterProcess {
         Self::spawn(Self::command_for(bin, args, env)?)
     }
 
-    fn spawn((mut cmd, addr, log, dir): Spawn) -> Result<Self, HarnessError> {
+    fn spawn((mut cmd, addr, admin, log, dir): Spawn) -> Result<Self, HarnessError> {
         let child = cmd.spawn().map_err(io("starting efs-router"))?;
         let mut router = RouterProcess {
             child,
             addr,
+            admin,
             log,
             _dir: dir,
         };
@@ -92,7 +107,7 @@ impl RouterProcess {
 
     /// Runs a router that is expected to exit on its own; returns how it ended.
     pub fn run_to_exit(args: &[String], env: &[(String, String)]) -> Result<Exited, HarnessError> {
-        let (mut cmd, _, log, _dir) = Self::command(args, env)?;
+        let (mut cmd, _, _, log, _dir) = Self::command(args, env)?;
         let started = Instant::now();
         let status = cmd.status().map_err(io("running efs-router"))?;
         Ok(Exited {
@@ -110,8 +125,19 @@ impl RouterProcess {
         self.addr
     }
 
+    /// A URL on the S3 listener (`/bucket/key`, path style).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the admin listener (`/health`, `/targets`, `/metrics`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The S3 endpoint, for SDKs and tools.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     pub fn log(&self) -> String {
@@ -152,4 +178,24 @@ impl Drop for RouterProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An AWS SDK S3 client for a router at `endpoint`, signing with the test key pair:
+/// path-style addressing, as SDKs use for an IP address.
+pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        S3_ACCESS_KEY_ID,
+        S3_SECRET_ACCESS_KEY,
+        None,
+        None,
+        "efs-router-test",
+    );
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
