@@ -95,7 +95,7 @@ mod golden {
         assert!(dev.contains("Architectures: [arm64]"));
         assert!(dev.contains("DeletionPolicy: Delete"));
         // prod: interface endpoints, no NAT, 30-day logs, 2 vCPU / 4 GB, retained EFS.
-        assert_eq!(prod.matches("VpcEndpointType: Interface").count(), 6);
+        assert_eq!(prod.matches("VpcEndpointType: Interface").count(), 7);
         assert!(!prod.contains("AWS::EC2::NatGateway"));
         assert!(prod.contains("RetentionInDays: 30"));
         assert!(prod.contains("Cpu: \"2048\"") && prod.contains("Memory: \"4096\""));

@@ -41,3 +41,33 @@ pub fn environments_copy() -> tempfile::TempDir {
     }
     envs
 }
+
+/// The scaler's count leaves out the router's private directory: the rendered
+/// `EXCLUDE_DIRECTORIES` is the Lambda's mount path, the router access point's root and
+/// the directory the router writes ([`runtime::router::s3::names::RESERVED`]), which the
+/// deployer (that does not depend on the runtime) writes on its own.
+#[test]
+fn the_scaler_leaves_out_the_routers_private_directory() {
+    let rendered = run(&["render", "--env", "local"], &[]);
+    assert!(rendered.status.success(), "{}", text(&rendered));
+    let template = String::from_utf8_lossy(&rendered.stdout);
+    let value = |key: &str| -> String {
+        let line = template
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in the rendered template"));
+        line[key.len()..].trim().trim_matches('"').to_string()
+    };
+    let mount = value("LocalMountPath:");
+    let root = template
+        .split("RouterAccessPoint:")
+        .nth(1)
+        .and_then(|rest| rest.lines().map(str::trim).find(|l| l.starts_with("Path:")))
+        .map(|l| l["Path:".len()..].trim().to_string())
+        .unwrap();
+    assert_eq!(
+        value("EXCLUDE_DIRECTORIES:"),
+        format!("{mount}{root}/{}", runtime::router::s3::names::RESERVED)
+    );
+}

@@ -232,8 +232,11 @@ pub struct Service {
     pub cpu: u32,
     /// Fargate memory, MiB; must be valid for `cpu`.
     pub memory: u32,
-    /// Port of the router's HTTP API.
+    /// Port of the router's S3 API.
     pub port: u16,
+    /// Port of the router's admin listener (`/health`, `/targets`, `/metrics`), on the
+    /// task's loopback only.
+    pub admin_port: u16,
     pub architecture: Architecture,
     pub circuit_breaker: CircuitBreaker,
     pub container_insights: bool,
@@ -298,6 +301,7 @@ impl Default for Service {
             cpu: 1024,
             memory: 2048,
             port: 8080,
+            admin_port: 9090,
             architecture: Architecture::X86_64,
             circuit_breaker: CircuitBreaker::default(),
             container_insights: true,

@@ -557,6 +557,13 @@ fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
             "1024 to 65535 except 2049: the router runs as a non-root user and 2049 is NFS",
         );
     }
+    if s.admin_port < 1024 || s.admin_port == 2049 || s.admin_port == s.port {
+        c.fail(
+            "service.admin_port",
+            format!("{} is not allowed", s.admin_port),
+            "1024 to 65535 except 2049 and service.port: the admin listener is a second port of the same container",
+        );
+    }
     c.range(
         "service.local_share_percent",
         s.local_share_percent.into(),

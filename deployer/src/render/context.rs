@@ -34,6 +34,11 @@ const INTERFACE_ENDPOINTS: &[(&str, &str, &str)] = &[
     ),
     ("EcrDkr", "ecr.dkr", "tasks pull the router image"),
     (
+        "SecretsManager",
+        "secretsmanager",
+        "tasks receive the router's S3 key pair",
+    ),
+    (
         "Logs",
         "logs",
         "tasks ship their logs with the awslogs driver",
@@ -44,6 +49,13 @@ const INTERFACE_ENDPOINTS: &[(&str, &str, &str)] = &[
 pub const ROUTER_BINARY: &str = "/usr/local/bin/efs-router";
 /// Where Lambda mounts the file system for the scaler.
 pub const SCALER_MOUNT_PATH: &str = "/mnt/efs";
+/// The router's access point root (templates/partials/storage.yaml.hbs): the router
+/// serves this directory, and keeps its private state in it.
+pub const ROUTER_ACCESS_POINT_ROOT: &str = "/data";
+/// The router's private directory at its root (runtime::router::s3::names::RESERVED;
+/// the deployer does not depend on the runtime, so the name is written twice and a test
+/// of the rendered template checks them against each other).
+pub const ROUTER_STATE_DIRECTORY: &str = ".efs-router";
 
 #[derive(Debug, Serialize)]
 pub struct Context {
@@ -157,6 +169,8 @@ pub struct ScalerCtx {
     pub threshold: u64,
     pub target_directory: String,
     pub mount_path: &'static str,
+    /// The router's private directory as the scaler sees it, left out of the count.
+    pub router_state_directory: String,
     pub memory_mb: u32,
     pub timeout_seconds: u32,
     pub reserved_concurrency: u32,
@@ -181,6 +195,7 @@ pub struct ServiceCtx {
     pub cpu: String,
     pub memory: String,
     pub port: u16,
+    pub admin_port: u16,
     pub cpu_architecture: &'static str,
     pub circuit_breaker_enabled: bool,
     pub circuit_breaker_rollback: bool,
@@ -399,6 +414,9 @@ impl Context {
                     c.scaler.target_directory.trim_end_matches('/')
                 ),
                 mount_path: SCALER_MOUNT_PATH,
+                router_state_directory: format!(
+                    "{SCALER_MOUNT_PATH}{ROUTER_ACCESS_POINT_ROOT}/{ROUTER_STATE_DIRECTORY}"
+                ),
                 memory_mb: c.scaler.memory_mb,
                 timeout_seconds: c.scaler.timeout_seconds,
                 reserved_concurrency: c.scaler.reserved_concurrency,
@@ -421,6 +439,7 @@ impl Context {
                 cpu: c.service.cpu.to_string(),
                 memory: c.service.memory.to_string(),
                 port: c.service.port,
+                admin_port: c.service.admin_port,
                 cpu_architecture: service_arch,
                 circuit_breaker_enabled: c.service.circuit_breaker.enabled,
                 circuit_breaker_rollback: c.service.circuit_breaker.rollback,

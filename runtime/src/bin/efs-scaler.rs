@@ -42,6 +42,10 @@ enum Command {
         /// Directories listed in parallel (default: one per core; more for NFS/EFS).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         threads: Option<u16>,
+        /// A directory not to enter (repeat for several), as the scheduled count leaves
+        /// out the router's `.efs-router`.
+        #[arg(long, value_name = "DIR")]
+        exclude: Vec<PathBuf>,
     },
     /// Run one scaling pass with the Lambda's environment variables and print the
     /// result as JSON.
@@ -78,7 +82,8 @@ fn main() -> ExitCode {
             dir,
             limit,
             threads,
-        } => count_command(&dir, limit, threads),
+            exclude,
+        } => count_command(&dir, limit, threads, exclude),
         Command::RunOnce { dry_run, timeout } => run_once(dry_run, timeout),
     }
 }
@@ -87,11 +92,17 @@ fn block_on(fut: impl Future<Output = ExitCode>) -> ExitCode {
     cli::block_on("efs-scaler", fut)
 }
 
-fn count_command(dir: &std::path::Path, limit: Option<u64>, threads: Option<u16>) -> ExitCode {
+fn count_command(
+    dir: &std::path::Path,
+    limit: Option<u64>,
+    threads: Option<u16>,
+    exclude: Vec<PathBuf>,
+) -> ExitCode {
     let options = CountOptions {
         limit,
         threads: threads.map_or_else(count::default_threads, usize::from),
         deadline: None,
+        exclude,
     };
     match count::count_files(dir, &options) {
         Ok(c) if c.complete => {

@@ -41,6 +41,9 @@ pub struct ScalerConfig {
     pub max_mount_targets: usize,
     pub policy: Policy,
     pub count_threads: usize,
+    /// Directories the count leaves out (`EXCLUDE_DIRECTORIES`, comma-separated
+    /// absolute paths): the router's private state, `…/.efs-router`.
+    pub exclude: Vec<PathBuf>,
 }
 
 /// Every problem found, in variable order.
@@ -246,6 +249,20 @@ impl ScalerConfig {
             "a whole number from 1 to 256",
         );
 
+        let mut exclude = Vec::new();
+        if let Some(list) = r.get("EXCLUDE_DIRECTORIES").map(str::to_string) {
+            for dir in list.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                if dir.starts_with('/') {
+                    exclude.push(PathBuf::from(dir.trim_end_matches('/')));
+                } else {
+                    r.problem(
+                        "EXCLUDE_DIRECTORIES",
+                        format!("{dir:?} is not an absolute path"),
+                    );
+                }
+            }
+        }
+
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -263,6 +280,7 @@ impl ScalerConfig {
             max_mount_targets,
             policy,
             count_threads,
+            exclude,
         })
     }
 
@@ -370,6 +388,26 @@ mod tests {
         assert_eq!(c.max_mount_targets, 2);
         assert_eq!(c.min_mount_targets, 1);
         assert_eq!(c.candidates[1].availability_zone, "ap-northeast-1c");
+    }
+
+    #[test]
+    fn excluded_directories_are_absolute_paths() {
+        let mut vars = valid_vars();
+        vars.insert(
+            "EXCLUDE_DIRECTORIES".into(),
+            "/mnt/efs/data/.efs-router/, /mnt/efs/other".into(),
+        );
+        let c = ScalerConfig::from_vars(&vars).unwrap();
+        assert_eq!(
+            c.exclude,
+            [
+                PathBuf::from("/mnt/efs/data/.efs-router"),
+                PathBuf::from("/mnt/efs/other")
+            ]
+        );
+        vars.insert("EXCLUDE_DIRECTORIES".into(), "data/.efs-router".into());
+        let err = ScalerConfig::from_vars(&vars).unwrap_err();
+        assert_eq!(err.0[0].variable, "EXCLUDE_DIRECTORIES");
     }
 
     #[test]

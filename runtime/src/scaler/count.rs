@@ -28,6 +28,9 @@ pub struct CountOptions {
     pub threads: usize,
     /// Give up with [`CountError::Deadline`] once this instant passes.
     pub deadline: Option<Instant>,
+    /// Directories not entered, by path (the router's private state: its sidecars and
+    /// uploads in flight are not the application's files).
+    pub exclude: Vec<PathBuf>,
 }
 
 impl Default for CountOptions {
@@ -36,6 +39,7 @@ impl Default for CountOptions {
             limit: None,
             threads: default_threads(),
             deadline: None,
+            exclude: Vec::new(),
         }
     }
 }
@@ -107,6 +111,7 @@ pub fn count_files(root: &Path, options: &CountOptions) -> Result<Count, CountEr
         limit: options.limit,
         deadline: options.deadline,
         root: root.to_path_buf(),
+        exclude: options.exclude.clone(),
     };
     let threads = options.threads.max(1);
     std::thread::scope(|scope| {
@@ -170,6 +175,7 @@ struct Walk {
     limit: Option<u64>,
     deadline: Option<Instant>,
     root: PathBuf,
+    exclude: Vec<PathBuf>,
 }
 
 /// A worker that panicked cannot leave the queue or the outcome half-updated in a way
@@ -279,7 +285,10 @@ impl Walk {
                     local = 0;
                 }
             } else if kind.is_dir() {
-                subdirs.push(entry.path());
+                let path = entry.path();
+                if !self.exclude.contains(&path) {
+                    subdirs.push(path);
+                }
             }
         }
         self.publish(local)

@@ -306,6 +306,7 @@ impl Pass<'_> {
             limit: Some(limit),
             threads: self.config.count_threads,
             deadline: Some(self.options.deadline.instant()),
+            exclude: self.config.exclude.clone(),
         };
         let joined = tokio::task::spawn_blocking(move || count::count_files(&root, &options)).await;
         match joined {

@@ -64,9 +64,8 @@ fn build(root: &Path, entries: &[(Vec<u8>, Kind)]) -> u64 {
 
 fn opts(threads: usize) -> CountOptions {
     CountOptions {
-        limit: None,
         threads,
-        deadline: None,
+        ..CountOptions::default()
     }
 }
 
@@ -197,6 +196,45 @@ fn limit_zero_needs_no_walk() {
         Count {
             files: 0,
             complete: false
+        }
+    );
+}
+
+/// The router's private directory is not counted; a directory of the same name
+/// elsewhere (an application's) is.
+#[test]
+fn excluded_directories_are_not_entered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("efs");
+    let state = root.join("data/.efs-router");
+    for dir in [
+        "data/bkt/a",
+        "data/.efs-router/meta/01",
+        "data/bkt/.efs-router",
+    ] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for file in [
+        "data/bkt/a/one",
+        "data/bkt/two",
+        "data/.efs-router/meta/01/0000000000000001",
+        "data/.efs-router/meta/01/0000000000000101",
+        "data/bkt/.efs-router/three",
+    ] {
+        fs::write(root.join(file), b"x").unwrap();
+    }
+    let all = count_files(&root, &CountOptions::default()).unwrap();
+    assert_eq!(all.files, 5);
+    let options = CountOptions {
+        exclude: vec![state],
+        ..CountOptions::default()
+    };
+    let counted = count_files(&root, &options).unwrap();
+    assert_eq!(
+        counted,
+        Count {
+            files: 3,
+            complete: true
         }
     );
 }
