@@ -14,4 +14,5 @@ mod real_efs;
 mod replayed;
 mod router;
 mod router_tls;
+mod s3;
 mod scaler;

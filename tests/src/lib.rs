@@ -13,6 +13,7 @@ mod ganesha;
 mod lambda_api;
 mod registry;
 mod router;
+pub mod s3_clients;
 mod tls_front;
 
 pub use aws_replay::{AwsReplay, Reply};
@@ -21,6 +22,7 @@ pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};
 pub use registry::Registry;
 pub use router::{Exited, RouterProcess, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, s3_client};
+pub use s3_clients::S3Clients;
 pub use tls_front::{ServerCert, TestCa, TlsFront};
 
 use std::io::{Read, Write};

@@ -338,3 +338,47 @@ fn host_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "efs-router".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn problems(args: &[&str]) -> Result<(), String> {
+        let cli = Cli::try_parse_from(
+            ["efs-router", "--backend", "dir", "--target", "/srv"]
+                .iter()
+                .chain(args),
+        )
+        .unwrap();
+        cli.serve.validate()
+    }
+
+    #[test]
+    fn unsigned_access_only_on_loopback() {
+        assert!(problems(&["--anonymous", "--listen", "127.0.0.1:8080"]).is_ok());
+        assert!(problems(&["--anonymous", "--listen", "[::1]:8080"]).is_ok());
+        for wide in ["0.0.0.0:8080", "10.0.1.5:8080", "[::]:8080"] {
+            let e = problems(&["--anonymous", "--listen", wide]).unwrap_err();
+            assert!(
+                e.contains("--anonymous serves unsigned requests"),
+                "{wide}: {e}"
+            );
+        }
+        // Signed requests on any address are fine.
+        assert!(problems(&["--listen", "0.0.0.0:8080"]).is_ok());
+    }
+
+    #[test]
+    fn a_domain_must_be_a_domain() {
+        assert!(problems(&["--domain", "s3.internal"]).is_ok());
+        assert!(problems(&["--domain", "not a domain"]).is_err());
+    }
+}

@@ -190,7 +190,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                         async move {
                             let method = request.method().clone();
                             let _inflight = metrics.request_started();
-                            let response = hyper::service::Service::call(&s3, request).await;
+                            // Its own task: hyper drops this future when the client leaves,
+                            // and an NFS call cancelled halfway through sending its request
+                            // takes its whole connection down (nfs-rs shuts it). The
+                            // operation finishes, cleans up, and its answer goes nowhere.
+                            let response = tokio::spawn(hyper::service::Service::call(&s3, request))
+                                .await
+                                .unwrap_or_else(|e| Err(s3s::HttpError::new(Box::new(e))));
                             if let Ok(r) = &response {
                                 metrics.request_finished(&method, r.status());
                             }

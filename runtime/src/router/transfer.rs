@@ -143,10 +143,19 @@ pub fn read_stream(
                 let (result, len, permit) = match done {
                     Ok(done) => done,
                     Err(e) => {
+                        tracing::warn!(%path, error = %e, "a read task failed");
                         let e = std::io::Error::other(format!("a read task failed: {e}"));
                         let _ = tx.send(Err(e)).await;
                         break 'sources;
                     }
+                };
+                // NFS lets a server answer a READ with fewer bytes than asked for, not only
+                // at the end of the file: the rest of the chunk is read before it is sent.
+                let result = match result {
+                    Ok(data) if data.len() < len && !data.is_empty() => {
+                        rest_of_chunk(&source, data, next, len).await
+                    }
+                    other => other,
                 };
                 match result {
                     Ok(data) if data.len() == len => {
@@ -162,12 +171,13 @@ pub fn read_stream(
                             "{path} changed while being read ({} bytes short at {next})",
                             len - data.len()
                         );
+                        tracing::warn!(%path, error = %e, "a read was cut short");
                         let _ = tx.send(Err(std::io::Error::other(e))).await;
                         break 'sources;
                     }
                     Err(e) if e.is_target_failure() => {
                         pool.report(&source.target, &source.client, &e);
-                        drop(inflight); // stops the reads still running there
+                        drop(inflight); // the reads still running there finish unheard
                         source.client.close(&source.handle).await;
                         match failover(&pool, &path, &stat, &mut tried).await {
                             Some(s) => {
@@ -182,6 +192,7 @@ pub fn read_stream(
                         }
                     }
                     Err(e) => {
+                        tracing::warn!(%path, offset = next, error = %e, "a read failed; the response is cut short");
                         let _ = tx.send(Err(std::io::Error::other(e))).await;
                         break 'sources;
                     }
@@ -206,6 +217,33 @@ impl Stream for ReadStream {
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
     }
+}
+
+/// Completes a chunk of `len` bytes at `at` whose READ returned only `first`: reads on
+/// until it is whole or the file ends (then it comes back short, as the file shrank).
+async fn rest_of_chunk(
+    source: &Source,
+    first: Bytes,
+    at: u64,
+    len: usize,
+) -> Result<Bytes, BackendError> {
+    let mut whole = BytesMut::with_capacity(len);
+    whole.extend_from_slice(&first);
+    while whole.len() < len {
+        let more = source
+            .target
+            .call(
+                source
+                    .client
+                    .read(&source.handle, at + whole.len() as u64, len - whole.len()),
+            )
+            .await?;
+        if more.is_empty() {
+            break;
+        }
+        whole.extend_from_slice(&more);
+    }
+    Ok(whole.freeze())
 }
 
 /// The next-ranked target not yet tried that has the same file open for reading.
@@ -446,8 +484,11 @@ fn acknowledged(
 }
 
 /// Chunk tasks in the order they were issued. Each runs on its own, so it progresses
-/// while the stream waits for budget, the body or the consumer; dropping the queue stops
-/// the ones still running (the stream failed, moved to another target, or ended).
+/// while the stream waits for budget, the body or the consumer. Dropping the queue
+/// (the stream failed, moved to another target, or its client left) lets the calls still
+/// running finish and discards their results: an NFS call cancelled halfway through
+/// sending its request would leave a partial RPC frame, and nfs-rs then shuts the whole
+/// connection down, failing every other request on it.
 #[derive(Debug)]
 struct Tasks<T>(VecDeque<JoinHandle<T>>);
 
@@ -473,12 +514,6 @@ impl<T> Tasks<T> {
     /// The oldest task's result.
     async fn next(&mut self) -> Option<Result<T, JoinError>> {
         Some(self.0.pop_front()?.await)
-    }
-}
-
-impl<T> Drop for Tasks<T> {
-    fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
     }
 }
 

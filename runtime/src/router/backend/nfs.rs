@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nfs_rs::{DirectoryCookie, Mount, Nfs4ErrorCode, NfsError, OPEN_READ};
+use nfs_rs::{DirectoryCookie, Mount, Nfs4ErrorCode, NfsError};
 
 use super::{BackendError, DirEntry, EntryKind, ListPage, Result, Stat, WriteAck};
 use crate::router::path::FilePath;
@@ -128,21 +128,29 @@ struct Fault {
     lost: bool,
 }
 
+/// The connection itself failed (nfs-rs 0.11 wraps a transport failure after a request
+/// was sent in an operation outcome, naming whether the call may be repeated).
+fn transport_failure(e: &NfsError) -> bool {
+    match e {
+        NfsError::Io(_) | NfsError::ClientClosed(_) | NfsError::Rpc(_) | NfsError::Xdr(_) => true,
+        NfsError::OperationOutcome(o) => transport_failure(&o.source),
+        _ => false,
+    }
+}
+
 impl From<NfsError> for Fault {
     fn from(e: NfsError) -> Self {
         use Nfs4ErrorCode as C;
-        let lost = matches!(
-            &e,
-            NfsError::Io(_) | NfsError::ClientClosed(_) | NfsError::Rpc(_) | NfsError::Xdr(_)
-        ) || matches!(
-            &e,
-            NfsError::Nfs4(
-                C::NFS4ERR_BADSESSION
-                    | C::NFS4ERR_DEADSESSION
-                    | C::NFS4ERR_STALE_CLIENTID
-                    | C::NFS4ERR_EXPIRED
-            )
-        );
+        let lost = transport_failure(&e)
+            || matches!(
+                &e,
+                NfsError::Nfs4(
+                    C::NFS4ERR_BADSESSION
+                        | C::NFS4ERR_DEADSESSION
+                        | C::NFS4ERR_STALE_CLIENTID
+                        | C::NFS4ERR_EXPIRED
+                )
+            );
         Fault {
             error: map(e),
             lost,
@@ -381,6 +389,9 @@ pub struct NfsHandle {
     /// For a created file: its directory's handle and its name, so publishing it is
     /// one RENAME instead of two lookups and a RENAME.
     created_in: Option<(Bytes, String)>,
+    /// Opened (a created file, open for writing) and so to be closed; a file looked up
+    /// for reading holds no open state.
+    opened: bool,
     /// The connection that opened it: its open state lives in that session.
     conn: Arc<Conn>,
 }
@@ -531,31 +542,39 @@ impl NfsClient {
         .await
     }
 
+    /// Looks a file up for reading, its attributes in the same round trip. There is no
+    /// OPEN: reads use the anonymous stateid, which NFSv4.1 servers accept for READ. An
+    /// OPEN per GET would cost two round trips (OPEN, CLOSE), and concurrent GETs of one
+    /// file share one open state on a connection: each OPEN moves its sequence on and
+    /// the first CLOSE ends it, failing the other GETs' reads (seen with ganesha).
     pub async fn open_read(&self, path: &FilePath) -> Result<(super::Handle, Stat)> {
         let (obj, conn) = self
-            .any(|c| async move { Ok((c.mount.open_path(path.as_str(), OPEN_READ).await?, c)) })
+            .any(|c| async move {
+                let obj = c.mount.lookup_path(path.as_str()).await?;
+                let attr = match obj.attr {
+                    Some(a) => a,
+                    None => c.mount.getattr(obj.fh.clone()).await?,
+                };
+                Ok(((obj.fh, attr), c))
+            })
             .await?;
-        let stat = match &obj.attr {
-            Some(attr) => stat(attr),
-            None => match conn.mount.getattr(obj.fh.clone()).await {
-                Ok(a) => stat(&a),
-                Err(e) => {
-                    // Opened but unusable: release the open before reporting.
-                    let _ = conn.mount.close(obj.fh).await;
-                    return Err(map(e));
-                }
-            },
-        };
+        let (fh, attr) = obj;
+        let stat = stat(&attr);
+        match stat.kind {
+            EntryKind::File => {}
+            EntryKind::Dir => return Err(BackendError::IsADirectory),
+            _ => return Err(BackendError::NotAFile),
+        }
         let handle = NfsHandle {
-            fh: obj.fh,
+            fh,
             created_in: None,
+            opened: false,
             conn,
         };
         Ok((super::Handle::Nfs(handle), stat))
     }
 
-    /// Reads on the connection that opened the file; if it was lost, on another one (a
-    /// read without the open's state uses the anonymous stateid, which servers accept).
+    /// Reads on the connection that looked the file up; if it was lost, on another one.
     pub async fn read(&self, h: &NfsHandle, offset: u64, len: usize) -> Result<Bytes> {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
         let anywhere = || {
@@ -572,7 +591,7 @@ impl NfsClient {
                 .on(&h.conn, |m| async move { m.read(fh, offset, len).await })
                 .await;
             match first {
-                // The owning connection broke; reads may be repeated elsewhere.
+                // The connection broke; reads may be repeated elsewhere.
                 Err(BackendError::Failed(_)) if h.conn.failed.load(Ordering::Relaxed) => {
                     anywhere().await
                 }
@@ -599,6 +618,7 @@ impl NfsClient {
         Ok(super::Handle::Nfs(NfsHandle {
             fh: obj.fh,
             created_in: Some((dir.fh, path.name().to_string())),
+            opened: true,
             conn,
         }))
     }
@@ -651,6 +671,9 @@ impl NfsClient {
     }
 
     pub async fn close(&self, h: &NfsHandle) -> Result<()> {
+        if !h.opened {
+            return Ok(());
+        }
         self.on(&h.conn, |m| async move { m.close(h.fh.clone()).await })
             .await
     }
