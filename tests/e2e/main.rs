@@ -15,4 +15,5 @@ mod replayed;
 mod router;
 mod router_tls;
 mod s3;
+mod s3_conformance;
 mod scaler;

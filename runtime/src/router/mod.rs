@@ -194,10 +194,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                             // and an NFS call cancelled halfway through sending its request
                             // takes its whole connection down (nfs-rs shuts it). The
                             // operation finishes, cleans up, and its answer goes nowhere.
-                            let response = tokio::spawn(hyper::service::Service::call(&s3, request))
+                            let id = format!("{:016X}", rand::random::<u64>());
+                            let mut response = tokio::spawn(hyper::service::Service::call(&s3, request))
                                 .await
                                 .unwrap_or_else(|e| Err(s3s::HttpError::new(Box::new(e))));
-                            if let Ok(r) = &response {
+                            if let Ok(r) = &mut response {
+                                s3::stamp_request_id(r, &id);
                                 metrics.request_finished(&method, r.status());
                             }
                             response

@@ -242,9 +242,35 @@ pub struct Access {
     pub anonymous: bool,
 }
 
+/// SigV4 caps a presigned URL's life at a week.
+const MAX_PRESIGNED_SECONDS: u64 = 604_800;
+
+/// A presigned URL asking to live longer than SigV4 allows.
+fn expires_too_far(query: Option<&str>) -> Option<S3Error> {
+    let expires = query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("X-Amz-Expires="))?;
+    match expires.parse::<u64>() {
+        Ok(s) if s <= MAX_PRESIGNED_SECONDS => None,
+        _ => {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+                format!(
+                    "X-Amz-Expires must be a number of seconds up to a week ({MAX_PRESIGNED_SECONDS})"
+                ),
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            Some(e)
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl s3s::access::S3Access for Access {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        if let Some(e) = expires_too_far(cx.uri().query()) {
+            return Err(e);
+        }
         if cx.credentials().is_some() || self.anonymous {
             Ok(())
         } else {
@@ -299,6 +325,20 @@ mod tests {
             Keys::env_pair(Some("a".into()), None),
             Err(KeysError::HalfPair)
         );
+    }
+
+    #[test]
+    fn presigned_urls_live_at_most_a_week() {
+        assert!(expires_too_far(Some("X-Amz-Expires=604800&a=b")).is_none());
+        assert!(expires_too_far(Some("a=b")).is_none());
+        assert!(expires_too_far(None).is_none());
+        for bad in [
+            "X-Amz-Expires=604801",
+            "x=1&X-Amz-Expires=-5",
+            "X-Amz-Expires=soon",
+        ] {
+            assert!(expires_too_far(Some(bad)).is_some(), "{bad}");
+        }
     }
 
     #[test]

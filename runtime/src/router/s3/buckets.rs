@@ -37,7 +37,11 @@ pub async fn create(store: &Store, input: CreateBucketInput) -> S3Result<CreateB
         Ok(()) => Ok(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         }),
-        // One identity owns every bucket: S3 answers this for a bucket you own.
+        // One identity owns every bucket. S3 answers success for a bucket you own in
+        // us-east-1 (its legacy behaviour), BucketAlreadyOwnedByYou elsewhere.
+        Err(BackendError::Exists) if store.region == "us-east-1" => Ok(CreateBucketOutput {
+            location: Some(format!("/{}", input.bucket)),
+        }),
         Err(BackendError::Exists) => Err(S3Error::with_message(
             S3ErrorCode::BucketAlreadyOwnedByYou,
             format!("bucket {} already exists", input.bucket),

@@ -76,6 +76,9 @@ impl Expected {
         sent: &dto::Checksum,
         headers: &http::HeaderMap,
     ) -> Result<Self, S3Error> {
+        // An empty header is a malformed digest, not an absent one.
+        let content_md5 =
+            content_md5.or_else(|| headers.get("content-md5").and_then(|v| v.to_str().ok()));
         let md5 = match content_md5 {
             Some(v) => Some(
                 STANDARD
@@ -391,9 +394,13 @@ mod tests {
     fn content_md5_must_be_16_bytes_of_base64() {
         let sent = dto::Checksum::default();
         let h = http::HeaderMap::new();
-        for bad in ["not base64!", "YWJj"] {
+        for bad in ["not base64!", "YWJj", ""] {
             let e = Expected::from_request(Some(bad), None, &sent, &h).unwrap_err();
             assert_eq!(e.code(), &S3ErrorCode::InvalidDigest, "{bad}");
         }
+        let mut empty = http::HeaderMap::new();
+        empty.insert("content-md5", http::HeaderValue::from_static(""));
+        let e = Expected::from_request(None, None, &sent, &empty).unwrap_err();
+        assert_eq!(e.code(), &S3ErrorCode::InvalidDigest);
     }
 }

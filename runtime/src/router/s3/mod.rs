@@ -222,6 +222,36 @@ pub fn conflict(key: &str, why: &str) -> S3Error {
     e
 }
 
+/// Gives a response its request id (`x-amz-request-id`), and an error body the same id
+/// as `<RequestId>`, as S3 does: what support asks for, and what ties a client's error
+/// to the router's log.
+pub fn stamp_request_id(response: &mut s3s::HttpResponse, id: &str) {
+    let Ok(value) = http::HeaderValue::from_str(id) else {
+        return;
+    };
+    response.headers_mut().insert("x-amz-request-id", value);
+    if !response.status().is_client_error() && !response.status().is_server_error() {
+        return;
+    }
+    let Some(body) = response.body().bytes() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&body);
+    if text.contains("<RequestId>") || !text.contains("</Error>") {
+        return;
+    }
+    let stamped = text.replacen(
+        "</Error>",
+        &format!("<RequestId>{id}</RequestId></Error>"),
+        1,
+    );
+    let len = stamped.len();
+    *response.body_mut() = s3s::Body::from(stamped);
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+}
+
 fn timestamp(modified: (u64, u32)) -> Timestamp {
     let secs = i64::try_from(modified.0).unwrap_or(i64::MAX);
     let t = time::OffsetDateTime::from_unix_timestamp(secs)
@@ -401,5 +431,39 @@ impl S3 for Store {
         multipart::list_uploads(self, req.input)
             .await
             .map(S3Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn errors_carry_the_request_id_of_their_header() {
+        let mut response = http::Response::builder()
+            .status(404)
+            .body(s3s::Body::from(
+                "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>".to_string(),
+            ))
+            .unwrap();
+        stamp_request_id(&mut response, "ABC123");
+        assert_eq!(response.headers()["x-amz-request-id"], "ABC123");
+        let body = String::from_utf8(response.body().bytes().unwrap().to_vec()).unwrap();
+        assert!(
+            body.ends_with("<RequestId>ABC123</RequestId></Error>"),
+            "{body}"
+        );
+        assert_eq!(
+            response.headers()["content-length"],
+            body.len().to_string().as_str()
+        );
+        let mut ok = http::Response::builder()
+            .status(200)
+            .body(s3s::Body::from("data".to_string()))
+            .unwrap();
+        stamp_request_id(&mut ok, "DEF");
+        assert_eq!(ok.headers()["x-amz-request-id"], "DEF");
+        assert_eq!(ok.body().bytes().unwrap().as_ref(), b"data");
     }
 }
