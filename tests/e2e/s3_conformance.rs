@@ -229,16 +229,29 @@ fn run_s3s_e2e(router: &RouterProcess, label: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    eprintln!(
-        "s3s-e2e on the {label} backend:\n{}",
-        text.lines()
-            .filter(|l| l.contains("summary") || l.contains("FAILED") || l.contains("passed"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    // Leaf cases (Group/Suite/test) that failed; the groups above them fail with them.
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("FAILED"))
+        .filter_map(|l| l.split('[').nth(1)?.strip_suffix(']'))
+        .filter(|case| case.matches('/').count() == 2)
+        .collect();
+    let passed = text
+        .lines()
+        .filter(|l| l.starts_with("PASSED") && l.matches('/').count() == 2)
+        .count();
+    eprintln!("s3s-e2e on the {label} backend: {passed} cases passed, failed: {failed:?}");
+    // STS AssumeRole is not an S3 operation, and tagging is not supported
+    // (docs/s3-compatibility.md).
+    let unsupported = [
+        "Advanced/STS/test_assume_role",
+        "Advanced/Tagging/test_object_tagging",
+    ];
+    let unexpected: Vec<&&str> = failed.iter().filter(|c| !unsupported.contains(c)).collect();
+    assert!(passed >= 15, "s3s-e2e ran {passed} cases:\n{text}");
     assert!(
-        output.status.success(),
-        "s3s-e2e on the {label} backend failed:\n{text}\nrouter log:\n{}",
+        unexpected.is_empty(),
+        "s3s-e2e on the {label} backend: {unexpected:?} failed:\n{text}\nrouter log:\n{}",
         router.log()
     );
 }
@@ -246,7 +259,11 @@ fn run_s3s_e2e(router: &RouterProcess, label: &str) {
 #[test]
 fn outside_suites_through_three_nfs_targets() {
     let cluster = Ganesha::start(3).unwrap_or_else(|e| panic!("{e}"));
-    let mut args = base_args(&cluster, &cluster.addresses());
+    // Signed requests only, as deployed (the other router tests allow unsigned ones).
+    let mut args: Vec<String> = base_args(&cluster, &cluster.addresses())
+        .into_iter()
+        .filter(|a| a != "--anonymous")
+        .collect();
     args.extend(["--tls=false".into(), "--routing".into(), "spread".into()]);
     let router = RouterProcess::start(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
     run_s3_tests(&router, "nfs");
