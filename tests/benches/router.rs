@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use harness::measure::{median, mib_s, peak_rss_kib, rss_kib};
 use harness::{Ganesha, RouterProcess};
 use nfs_rs::{Mount, OPEN_READ};
 
@@ -406,30 +407,7 @@ where
     )
 }
 
-fn mib_s(bytes: usize, d: Duration) -> f64 {
-    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
-}
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
-fn status_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
-fn rss_kib(pid: u32) -> u64 {
-    status_field(pid, "VmRSS:")
-}
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    status_field(pid, "VmHWM:")
-}

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use harness::measure::{cpu_seconds, median};
 use harness::{Ganesha, RouterProcess, ServerCert, TestCa, TlsFront};
 
 const NFS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -112,10 +113,6 @@ fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let router_bin: PathBuf = std::env::args()
@@ -215,16 +212,6 @@ fn main() {
     }
 }
 
-/// CPU seconds (user + system) `pid` has used so far, from /proc/PID/stat (clock ticks
-/// of USER_HZ, 100 on Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
 
 fn start(
     bin: &std::path::Path,

@@ -11,6 +11,7 @@ pub mod aws_replay;
 mod cargo_bin;
 mod ganesha;
 mod lambda_api;
+pub mod measure;
 mod registry;
 mod router;
 pub mod s3_clients;

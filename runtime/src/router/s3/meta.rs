@@ -217,7 +217,14 @@ impl MetaStore {
                 }
             },
             Err(BackendError::NotFound | BackendError::NotADirectory) => {
-                Ok(Arc::new(ObjectMeta::derived(stat, path)))
+                let derived = Arc::new(ObjectMeta::derived(stat, path));
+                // A file never gains a sidecar (a new object is a new file), so "none"
+                // holds for as long as the file is unchanged; a directory can become a
+                // folder object, so its answer is not kept.
+                if stat.kind == EntryKind::File {
+                    self.remember(stat.file_id, derived.clone());
+                }
+                Ok(derived)
             }
             Err(e) => Err(e),
         }
