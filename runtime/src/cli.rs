@@ -20,6 +20,10 @@ pub fn parse<C: clap::Parser>() -> Result<C, ExitCode> {
 pub fn block_on(program: &str, fut: impl Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // File calls of the dir and kernel backends run on the blocking pool; tokio's
+        // default of 512 threads let a listing of 100,000 keys (a sidecar lookup per
+        // key) start 140 of them, each with its own allocator state.
+        .max_blocking_threads(64)
         .build()
     {
         Ok(rt) => rt.block_on(fut),

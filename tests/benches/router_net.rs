@@ -113,7 +113,6 @@ fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
         .collect()
 }
 
-
 fn main() {
     let router_bin: PathBuf = std::env::args()
         .skip(1)
@@ -211,7 +210,6 @@ fn main() {
         println!();
     }
 }
-
 
 fn start(
     bin: &std::path::Path,

@@ -67,7 +67,12 @@ fn main() {
             "--target".into(),
             router_root.display().to_string(),
         ],
-        &[("RUST_LOG".into(), "warn".into())],
+        // The allocator settings the task definition gives the router.
+        &[
+            ("RUST_LOG".into(), "warn".into()),
+            ("MIMALLOC_ARENA_EAGER_COMMIT".into(), "0".into()),
+            ("MIMALLOC_PURGE_DELAY".into(), "0".into()),
+        ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let peer = PeerProcess::start(peer_bin, &peer_root);
@@ -134,7 +139,11 @@ async fn run(servers: &[Server]) {
         .build()
         .unwrap();
     for s in servers {
-        let made = http.put(format!("{}/bench", s.endpoint)).send().await.unwrap();
+        let made = http
+            .put(format!("{}/bench", s.endpoint))
+            .send()
+            .await
+            .unwrap();
         assert!(made.status().is_success(), "{}: {}", s.name, made.status());
     }
     let rounds: usize = std::env::var("BENCH_ROUNDS")
@@ -161,8 +170,14 @@ async fn run(servers: &[Server]) {
     );
 
     println!("## 64 MiB objects, one stream (median of {rounds})\n");
-    println!("| server | PUT MiB/s | GET MiB/s | CPU s/GiB PUT | CPU s/GiB GET |\n|---|---|---|---|---|");
-    let data = Bytes::from((0..BIG).map(|i| (i * 31 + i / 4099) as u8).collect::<Vec<u8>>());
+    println!(
+        "| server | PUT MiB/s | GET MiB/s | CPU s/GiB PUT | CPU s/GiB GET |\n|---|---|---|---|---|"
+    );
+    let data = Bytes::from(
+        (0..BIG)
+            .map(|i| (i * 31 + i / 4099) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let mut big = Vec::new();
     for s in servers {
         let mut puts = Vec::new();
@@ -172,7 +187,13 @@ async fn run(servers: &[Server]) {
             let url = format!("{}/bench/big/{r}", s.endpoint);
             let cpu = cpu_seconds(s.pid);
             let t = Instant::now();
-            let status = http.put(&url).body(data.clone()).send().await.unwrap().status();
+            let status = http
+                .put(&url)
+                .body(data.clone())
+                .send()
+                .await
+                .unwrap()
+                .status();
             assert!(status.is_success(), "{}: PUT {status}", s.name);
             puts.push(mib_s(BIG, t.elapsed()));
             put_cpu += cpu_seconds(s.pid) - cpu;
@@ -210,7 +231,9 @@ async fn run(servers: &[Server]) {
     for s in servers {
         populate(&s.root.join("bench/many"));
     }
-    println!("| server | every page, no delimiter | delimiter `/` (100 prefixes) | one directory, delimiter `/`, prefix `many/d042/` |\n|---|---|---|---|");
+    println!(
+        "| server | every page, no delimiter | delimiter `/` (100 prefixes) | one directory, delimiter `/`, prefix `many/d042/` |\n|---|---|---|---|"
+    );
     let mut lists = Vec::new();
     for s in servers {
         let (all, keys) = list_all(&http, s, "many/", None).await;
@@ -290,12 +313,21 @@ fn populate(dir: &Path) {
 
 /// Lists every page; returns the time and the number of keys (no delimiter) or of
 /// common prefixes plus keys (with one).
-async fn list_all(http: &reqwest::Client, s: &Server, prefix: &str, delimiter: Option<&str>) -> (Duration, usize) {
+async fn list_all(
+    http: &reqwest::Client,
+    s: &Server,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> (Duration, usize) {
     let started = Instant::now();
     let mut token: Option<String> = None;
     let mut count = 0;
     loop {
-        let mut query = vec![("list-type", "2".to_string()), ("prefix", prefix.to_string()), ("max-keys", "1000".to_string())];
+        let mut query = vec![
+            ("list-type", "2".to_string()),
+            ("prefix", prefix.to_string()),
+            ("max-keys", "1000".to_string()),
+        ];
         if let Some(d) = delimiter {
             query.push(("delimiter", d.to_string()));
         }
@@ -340,12 +372,23 @@ async fn million(http: &reqwest::Client, s: &Server) {
         let http = http.clone();
         let url = format!("{}/bench", s.endpoint);
         async move {
-            let mut query = vec![("list-type", "2".to_string()), ("prefix", "million/".to_string())];
+            let mut query = vec![
+                ("list-type", "2".to_string()),
+                ("prefix", "million/".to_string()),
+            ];
             if let Some(t) = token {
                 query.push(("continuation-token", t));
             }
             let t = Instant::now();
-            let text = http.get(url).query(&query).send().await.unwrap().text().await.unwrap();
+            let text = http
+                .get(url)
+                .query(&query)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let next = text
                 .split("<NextContinuationToken>")
                 .nth(1)
@@ -359,7 +402,9 @@ async fn million(http: &reqwest::Client, s: &Server) {
     let rss_first = rss_kib(s.pid);
     let (second, next) = page(next).await;
     let (third, _) = page(next).await;
-    println!("| first page | second page | third page | RSS before | RSS after |\n|---|---|---|---|---|");
+    println!(
+        "| first page | second page | third page | RSS before | RSS after |\n|---|---|---|---|---|"
+    );
     println!(
         "| {:.2} s | {:.1} ms | {:.1} ms | {} MiB | {} MiB |\n",
         first.as_secs_f64(),
@@ -369,9 +414,3 @@ async fn million(http: &reqwest::Client, s: &Server) {
         rss_first.max(rss_kib(s.pid)) / 1024
     );
 }
-
-
-
-
-
-

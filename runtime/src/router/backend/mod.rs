@@ -28,6 +28,9 @@ pub use nfs::{Connections, NfsClient, NfsOptions, nfs_url};
 
 use super::path::FilePath;
 
+/// Entries per call when a whole directory is read over NFS.
+const LIST_BATCH: usize = 16_384;
+
 /// Which backend, from `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -271,6 +274,30 @@ impl Client {
         limit: usize,
     ) -> Result<ListPage> {
         dispatch!(self, c => c.list(dir, cursor, limit))
+    }
+
+    /// Every entry of `dir`, in no particular order. Each server page is one call under
+    /// the operation timeout (a huge directory takes many, none of them long); a local
+    /// directory is read in one pass.
+    pub async fn list_all(&self, dir: &FilePath) -> Result<Vec<DirEntry>> {
+        match self {
+            Client::Local(c) => bounded(c.timeout(), c.list(dir, None, usize::MAX))
+                .await
+                .map(|page| page.entries),
+            Client::Nfs(c) => {
+                let mut all = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let page =
+                        bounded(c.timeout(), c.list(dir, cursor.as_deref(), LIST_BATCH)).await?;
+                    all.extend(page.entries);
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => return Ok(all),
+                    }
+                }
+            }
+        }
     }
 
     /// Ends the session with the target: NFS destroys its session and client id, a

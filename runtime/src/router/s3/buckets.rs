@@ -103,27 +103,13 @@ pub async fn list(store: &Store, input: ListBucketsInput) -> S3Result<ListBucket
     let root = &FilePath::default();
     let (_, _, entries) = store
         .read(root, |target, client| async move {
-            let mut all = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = target
-                    .call(client.list(root, cursor.as_deref(), 4096))
-                    .await?;
-                all.extend(
-                    page.entries
-                        .into_iter()
-                        .filter(|e| e.stat.kind == EntryKind::Dir && names::valid_bucket(&e.name)),
-                );
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => return Ok(all),
-                }
-            }
+            target.call(client.list_all(root)).await
         })
         .await
         .map_err(|e| backend_error(&e, "the bucket list"))?;
     let mut buckets: Vec<Bucket> = entries
         .into_iter()
+        .filter(|e| e.stat.kind == EntryKind::Dir && names::valid_bucket(&e.name))
         .filter(|e| {
             input
                 .prefix

@@ -36,25 +36,15 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A directory's entries; none when it does not exist (nothing was ever put there).
 async fn list_all(
     target: &Target,
     client: &Client,
     dir: &FilePath,
 ) -> Result<Vec<DirEntry>, BackendError> {
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        match target.call(client.list(dir, cursor.as_deref(), 4096)).await {
-            Ok(page) => {
-                all.extend(page.entries);
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => return Ok(all),
-                }
-            }
-            Err(BackendError::NotFound) => return Ok(all),
-            Err(e) => return Err(e),
-        }
+    match target.call(client.list_all(dir)).await {
+        Err(BackendError::NotFound) => Ok(Vec::new()),
+        other => other,
     }
 }
 

@@ -36,9 +36,6 @@ use crate::router::path::FilePath;
 /// S3's default and largest page.
 const MAX_KEYS: usize = 1000;
 
-/// Directory reads per call to the backend.
-const READ_BATCH: usize = 16_384;
-
 /// Directories smaller than this are read again for every page (a round trip or two);
 /// larger ones are cached while paged through.
 const CACHE_FROM: usize = 4096;
@@ -230,20 +227,9 @@ async fn read_dir(
         return Ok(sorted);
     }
     let (_, _, entries) = store
+        // All pages from one target: directory cookies are the server's.
         .read(dir, |target, client| async move {
-            // All pages from one target: directory cookies are the server's.
-            let mut all = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let page = target
-                    .call(client.list(dir, cursor.as_deref(), READ_BATCH))
-                    .await?;
-                all.extend(page.entries);
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => return Ok(all),
-                }
-            }
+            target.call(client.list_all(dir)).await
         })
         .await?;
     let sorted = Arc::new(Sorted::from_entries(entries)?);

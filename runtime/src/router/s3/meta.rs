@@ -186,7 +186,16 @@ pub fn sidecar_path(file_id: u64) -> FilePath {
 /// Reads and writes sidecars, with a cache of the ones read.
 #[derive(Debug, Default)]
 pub struct MetaStore {
-    cache: Mutex<HashMap<u64, Arc<ObjectMeta>>>,
+    cache: Mutex<HashMap<u64, Cached>>,
+}
+
+/// What the cache knows of a file id: its sidecar, or that the file as it was (size,
+/// time) has none. The second is a few bytes: a listing of a bucket written by other
+/// clients fills the cache with them.
+#[derive(Debug, Clone)]
+enum Cached {
+    Sidecar(Arc<ObjectMeta>),
+    None { size: u64, mtime: (u64, u32) },
 }
 
 impl MetaStore {
@@ -199,8 +208,10 @@ impl MetaStore {
         stat: &Stat,
         path: &FilePath,
     ) -> Result<Arc<ObjectMeta>, BackendError> {
-        if let Some(meta) = self.cached(stat) {
-            return Ok(meta);
+        match self.cached(stat) {
+            Some(Cached::Sidecar(meta)) => return Ok(meta),
+            Some(Cached::None { .. }) => return Ok(Arc::new(ObjectMeta::derived(stat, path))),
+            None => {}
         }
         let sidecar = sidecar_path(stat.file_id);
         match target.call(client.read_whole(&sidecar, MAX_SIDECAR)).await {
@@ -217,28 +228,40 @@ impl MetaStore {
                 }
             },
             Err(BackendError::NotFound | BackendError::NotADirectory) => {
-                let derived = Arc::new(ObjectMeta::derived(stat, path));
                 // A file never gains a sidecar (a new object is a new file), so "none"
                 // holds for as long as the file is unchanged; a directory can become a
                 // folder object, so its answer is not kept.
                 if stat.kind == EntryKind::File {
-                    self.remember(stat.file_id, derived.clone());
+                    self.insert(
+                        stat.file_id,
+                        Cached::None {
+                            size: stat.size,
+                            mtime: stat.modified,
+                        },
+                    );
                 }
-                Ok(derived)
+                Ok(Arc::new(ObjectMeta::derived(stat, path)))
             }
             Err(e) => Err(e),
         }
     }
 
-    fn cached(&self, stat: &Stat) -> Option<Arc<ObjectMeta>> {
+    fn cached(&self, stat: &Stat) -> Option<Cached> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(&stat.file_id)
-            .filter(|m| m.describes(stat))
+            .filter(|c| match c {
+                Cached::Sidecar(m) => m.describes(stat),
+                Cached::None { size, mtime } => *size == stat.size && *mtime == stat.modified,
+            })
             .cloned()
     }
 
     fn remember(&self, file_id: u64, meta: Arc<ObjectMeta>) {
+        self.insert(file_id, Cached::Sidecar(meta));
+    }
+
+    fn insert(&self, file_id: u64, entry: Cached) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_ENTRIES {
             // Drop an arbitrary eighth: no per-entry bookkeeping on the hot path, and a
@@ -248,7 +271,7 @@ impl MetaStore {
                 cache.remove(&k);
             }
         }
-        cache.insert(file_id, meta);
+        cache.insert(file_id, entry);
     }
 
     /// Writes the sidecar of a file not yet visible under its key (so no reader can look
@@ -359,7 +382,25 @@ mod tests {
             ..ObjectMeta::default()
         });
         store.remember(9, meta);
-        assert!(store.cached(&stat(9, 3, (1, 1))).is_some());
+        assert!(matches!(
+            store.cached(&stat(9, 3, (1, 1))),
+            Some(Cached::Sidecar(_))
+        ));
         assert!(store.cached(&stat(9, 4, (1, 1))).is_none());
+        store.insert(
+            10,
+            Cached::None {
+                size: 5,
+                mtime: (2, 2),
+            },
+        );
+        assert!(matches!(
+            store.cached(&stat(10, 5, (2, 2))),
+            Some(Cached::None { .. })
+        ));
+        assert!(
+            store.cached(&stat(10, 5, (2, 3))).is_none(),
+            "changed since"
+        );
     }
 }

@@ -507,19 +507,10 @@ async fn parts(
     client: &Client,
     dir: &FilePath,
 ) -> S3Result<Vec<(i32, Stat, Arc<ObjectMeta>)>> {
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = target
-            .call(client.list(dir, cursor.as_deref(), 4096))
-            .await
-            .map_err(|e| backend_error(&e, dir.as_str()))?;
-        entries.extend(page.entries);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let entries = target
+        .call(client.list_all(dir))
+        .await
+        .map_err(|e| backend_error(&e, dir.as_str()))?;
     let mut found: Vec<(i32, Stat)> = entries
         .into_iter()
         .filter(|e| e.stat.kind == EntryKind::File)
@@ -547,21 +538,11 @@ pub async fn remove_dir(
     client: &Client,
     dir: &FilePath,
 ) -> S3Result<()> {
-    let mut cursor: Option<String> = None;
-    let mut names = Vec::new();
-    loop {
-        match target.call(client.list(dir, cursor.as_deref(), 4096)).await {
-            Ok(page) => {
-                names.extend(page.entries);
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-            Err(BackendError::NotFound) => return Ok(()),
-            Err(e) => return Err(backend_error(&e, dir.as_str())),
-        }
-    }
+    let names = match target.call(client.list_all(dir)).await {
+        Ok(names) => names,
+        Err(BackendError::NotFound) => return Ok(()),
+        Err(e) => return Err(backend_error(&e, dir.as_str())),
+    };
     for e in names {
         if e.stat.kind == EntryKind::File && part_number(&e.name).is_some() {
             store.meta.remove(target, client, e.stat.file_id).await;
@@ -823,24 +804,11 @@ pub async fn uploads(
     bucket: &str,
 ) -> S3Result<Vec<(String, Manifest)>> {
     let dir = uploads_dir(bucket);
-    let mut entries = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        match target
-            .call(client.list(&dir, cursor.as_deref(), 4096))
-            .await
-        {
-            Ok(page) => {
-                entries.extend(page.entries);
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-            Err(BackendError::NotFound) => break,
-            Err(e) => return Err(backend_error(&e, dir.as_str())),
-        }
-    }
+    let entries = match target.call(client.list_all(&dir)).await {
+        Ok(entries) => entries,
+        Err(BackendError::NotFound) => Vec::new(),
+        Err(e) => return Err(backend_error(&e, dir.as_str())),
+    };
     let ids: Vec<String> = entries
         .into_iter()
         .filter(|e| e.stat.kind == EntryKind::Dir && check_id(&e.name).is_ok())
