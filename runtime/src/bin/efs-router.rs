@@ -37,7 +37,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Exit 0 when URL answers 200 (the container health check).
     Health {
-        #[arg(long, default_value = "http://127.0.0.1:8080/health")]
+        #[arg(long, default_value = "http://127.0.0.1:9090/health")]
         url: String,
         #[arg(long, default_value_t = 3, value_name = "SECONDS")]
         timeout: u64,

@@ -96,17 +96,6 @@ impl Checksums {
             && self.sha1.is_none()
             && self.sha256.is_none()
     }
-
-    pub fn from_dto(c: dto::Checksum) -> Self {
-        Checksums {
-            crc32: c.checksum_crc32,
-            crc32c: c.checksum_crc32c,
-            crc64nvme: c.checksum_crc64nvme,
-            sha1: c.checksum_sha1,
-            sha256: c.checksum_sha256,
-            kind: None,
-        }
-    }
 }
 
 impl ObjectMeta {

@@ -144,15 +144,6 @@ fn invalid_key(key: &str, why: &str) -> S3Error {
     )
 }
 
-/// The key a file at `path` (relative to the bucket directory) holds.
-pub fn key_of(relative: &str, is_dir: bool) -> String {
-    if is_dir {
-        format!("{relative}/")
-    } else {
-        relative.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

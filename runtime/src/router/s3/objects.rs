@@ -627,19 +627,56 @@ fn part_range(meta: &ObjectMeta, part: i32, size: u64) -> S3Result<Option<(u64, 
     Ok(Some((end - sizes[n - 1], end)))
 }
 
-pub async fn get(store: &Store, input: GetObjectInput) -> S3Result<S3Response<GetObjectOutput>> {
-    check_version(input.version_id.as_deref())?;
-    let o = names::object(&input.bucket, &input.key)?;
-    let found = find(store, &o, true).await?;
-    let modified = timestamp(found.stat.modified);
-    let conditions = Conditions {
-        if_match: input.if_match,
-        if_none_match: input.if_none_match,
-        if_modified_since: input.if_modified_since,
-        if_unmodified_since: input.if_unmodified_since,
-    };
+/// The headers GET and HEAD share, set on either output type: the stored metadata,
+/// with the request's `response-*` overrides.
+macro_rules! object_headers {
+    ($output:ident, $input:ident, $meta:expr, $found:expr, $range:expr, $checksums:expr, { $($body:tt)* }) => {{
+        let meta: &ObjectMeta = $meta;
+        let size = $found.stat.size;
+        let (start, end) = $range.unwrap_or((0, size));
+        let with = |c: &Option<String>| if $checksums { c.clone() } else { None };
+        $output {
+            $($body)*
+            accept_ranges: Some("bytes".into()),
+            content_length: i64::try_from(end - start).ok(),
+            content_range: $range.map(|(s, e)| format!("bytes {s}-{}/{size}", e.saturating_sub(1))),
+            content_type: Some($input.response_content_type.unwrap_or_else(|| meta.content_type())),
+            content_encoding: $input.response_content_encoding.or_else(|| meta.content_encoding.clone()),
+            content_language: $input.response_content_language.or_else(|| meta.content_language.clone()),
+            content_disposition: $input
+                .response_content_disposition
+                .or_else(|| meta.content_disposition.clone()),
+            cache_control: $input.response_cache_control.or_else(|| meta.cache_control.clone()),
+            expires: $input.response_expires.or_else(|| meta.expires()),
+            website_redirect_location: meta.website_redirect_location.clone(),
+            e_tag: Some(meta.e_tag()),
+            last_modified: Some(timestamp($found.stat.modified)),
+            metadata: meta.user_metadata(),
+            parts_count: parts_count(meta, $input.part_number),
+            checksum_crc32: with(&meta.checksums.crc32),
+            checksum_crc32c: with(&meta.checksums.crc32c),
+            checksum_crc64nvme: with(&meta.checksums.crc64nvme),
+            checksum_sha1: with(&meta.checksums.sha1),
+            checksum_sha256: with(&meta.checksums.sha256),
+            ..$output::default()
+        }
+    }};
+}
+
+/// Finds an object for a GET (`open`) or HEAD, and checks the request's conditions and
+/// its range or part against it: the range to send (`None`: all of it). A handle opened
+/// for a request that then fails is closed.
+async fn locate(
+    store: &Store,
+    o: &ObjectPath,
+    conditions: Conditions,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+    open: bool,
+) -> S3Result<(Found, Option<(u64, u64)>)> {
+    let found = find(store, o, open).await?;
     let size = found.stat.size;
-    let range = match (&input.range, input.part_number) {
+    let range = match (range, part_number) {
         (Some(_), Some(_)) => Err(S3Error::with_message(
             S3ErrorCode::InvalidRequest,
             "Cannot specify both Range header and partNumber query parameter",
@@ -653,70 +690,52 @@ pub async fn get(store: &Store, input: GetObjectInput) -> S3Result<S3Response<Ge
         (None, Some(n)) => part_range(&found.meta, n, size),
         (None, None) => Ok(None),
     };
-    let checked = conditions.check(&found.meta.etag, &modified).and(range);
-    let range = match checked {
-        Ok(r) => r,
+    match conditions
+        .check(&found.meta.etag, &timestamp(found.stat.modified))
+        .and(range)
+    {
+        Ok(range) => Ok((found, range)),
         Err(e) => {
             if let Some(s) = &found.source {
                 s.client.close(&s.handle).await;
             }
-            return Err(e);
+            Err(e)
         }
+    }
+}
+
+pub async fn get(store: &Store, input: GetObjectInput) -> S3Result<S3Response<GetObjectOutput>> {
+    check_version(input.version_id.as_deref())?;
+    let o = names::object(&input.bucket, &input.key)?;
+    let conditions = Conditions {
+        if_match: input.if_match,
+        if_none_match: input.if_none_match,
+        if_modified_since: input.if_modified_since,
+        if_unmodified_since: input.if_unmodified_since,
     };
-    let (start, end) = range.unwrap_or((0, size));
-    let body = match found.source {
-        Some(source) if start < end => StreamingBlob::wrap(transfer::read_stream(
-            store.pool.clone(),
-            store.budget.clone(),
-            o.path.clone(),
-            found.stat.clone(),
-            source,
-            start,
-            end,
-        )),
-        Some(source) => {
-            source.client.close(&source.handle).await;
-            empty_body()
-        }
-        None => empty_body(),
-    };
-    let meta = &found.meta;
-    let whole = range.is_none();
-    let output = GetObjectOutput {
+    let (found, range) = locate(
+        store,
+        &o,
+        conditions,
+        input.range.as_ref(),
+        input.part_number,
+        true,
+    )
+    .await?;
+    let (start, end) = range.unwrap_or((0, found.stat.size));
+    let body = source_body(
+        store,
+        &o.path,
+        &found.stat,
+        found.source.clone(),
+        start,
+        end,
+    )
+    .await;
+    // Checksums describe the whole object: sent only with all of it.
+    let output = object_headers!(GetObjectOutput, input, &found.meta, found, range, range.is_none(), {
         body: Some(body),
-        accept_ranges: Some("bytes".into()),
-        content_length: i64::try_from(end - start).ok(),
-        content_range: range.map(|(s, e)| format!("bytes {s}-{}/{size}", e.saturating_sub(1))),
-        content_type: Some(
-            input
-                .response_content_type
-                .unwrap_or_else(|| meta.content_type()),
-        ),
-        content_encoding: input
-            .response_content_encoding
-            .or_else(|| meta.content_encoding.clone()),
-        content_language: input
-            .response_content_language
-            .or_else(|| meta.content_language.clone()),
-        content_disposition: input
-            .response_content_disposition
-            .or_else(|| meta.content_disposition.clone()),
-        cache_control: input
-            .response_cache_control
-            .or_else(|| meta.cache_control.clone()),
-        expires: input.response_expires.or_else(|| meta.expires()),
-        website_redirect_location: meta.website_redirect_location.clone(),
-        e_tag: Some(meta.e_tag()),
-        last_modified: Some(modified),
-        metadata: meta.user_metadata(),
-        parts_count: parts_count(meta, input.part_number),
-        checksum_crc32: whole.then(|| meta.checksums.crc32.clone()).flatten(),
-        checksum_crc32c: whole.then(|| meta.checksums.crc32c.clone()).flatten(),
-        checksum_crc64nvme: whole.then(|| meta.checksums.crc64nvme.clone()).flatten(),
-        checksum_sha1: whole.then(|| meta.checksums.sha1.clone()).flatten(),
-        checksum_sha256: whole.then(|| meta.checksums.sha256.clone()).flatten(),
-        ..GetObjectOutput::default()
-    };
+    });
     let mut response = S3Response::new(output);
     if range.is_some() {
         response.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -752,62 +771,22 @@ pub fn check_version(version: Option<&str>) -> S3Result<()> {
 pub async fn head(store: &Store, input: HeadObjectInput) -> S3Result<S3Response<HeadObjectOutput>> {
     check_version(input.version_id.as_deref())?;
     let o = names::object(&input.bucket, &input.key)?;
-    let found = find(store, &o, false).await?;
-    let modified = timestamp(found.stat.modified);
     let conditions = Conditions {
         if_match: input.if_match,
         if_none_match: input.if_none_match,
         if_modified_since: input.if_modified_since,
         if_unmodified_since: input.if_unmodified_since,
     };
-    conditions.check(&found.meta.etag, &modified)?;
-    let size = found.stat.size;
-    let range = match (&input.range, input.part_number) {
-        (Some(r), None) => Some(r.check(size).map(|r| (r.start, r.end)).map_err(|_| {
-            S3Error::with_message(
-                S3ErrorCode::InvalidRange,
-                "The requested range is not satisfiable",
-            )
-        })?),
-        (None, Some(n)) => part_range(&found.meta, n, size)?,
-        _ => None,
-    };
-    let (start, end) = range.unwrap_or((0, size));
-    let meta = &found.meta;
-    let output = HeadObjectOutput {
-        accept_ranges: Some("bytes".into()),
-        content_length: i64::try_from(end - start).ok(),
-        content_range: range.map(|(s, e)| format!("bytes {s}-{}/{size}", e.saturating_sub(1))),
-        content_type: Some(
-            input
-                .response_content_type
-                .unwrap_or_else(|| meta.content_type()),
-        ),
-        content_encoding: input
-            .response_content_encoding
-            .or_else(|| meta.content_encoding.clone()),
-        content_language: input
-            .response_content_language
-            .or_else(|| meta.content_language.clone()),
-        content_disposition: input
-            .response_content_disposition
-            .or_else(|| meta.content_disposition.clone()),
-        cache_control: input
-            .response_cache_control
-            .or_else(|| meta.cache_control.clone()),
-        expires: input.response_expires.or_else(|| meta.expires()),
-        website_redirect_location: meta.website_redirect_location.clone(),
-        e_tag: Some(meta.e_tag()),
-        last_modified: Some(modified),
-        metadata: meta.user_metadata(),
-        parts_count: parts_count(meta, input.part_number),
-        checksum_crc32: meta.checksums.crc32.clone(),
-        checksum_crc32c: meta.checksums.crc32c.clone(),
-        checksum_crc64nvme: meta.checksums.crc64nvme.clone(),
-        checksum_sha1: meta.checksums.sha1.clone(),
-        checksum_sha256: meta.checksums.sha256.clone(),
-        ..HeadObjectOutput::default()
-    };
+    let (found, range) = locate(
+        store,
+        &o,
+        conditions,
+        input.range.as_ref(),
+        input.part_number,
+        false,
+    )
+    .await?;
+    let output = object_headers!(HeadObjectOutput, input, &found.meta, found, range, true, {});
     let mut response = S3Response::new(output);
     if range.is_some() {
         response.status = Some(http::StatusCode::PARTIAL_CONTENT);
