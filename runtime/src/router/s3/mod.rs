@@ -16,6 +16,21 @@
 //! and a GET continues on another target from the first unsent byte; writes go to the
 //! best target only (a retry elsewhere could apply them twice).
 
+/// The `x-amz-checksum-*` values a request sent (PutObject and UploadPart carry the same
+/// five fields), for [`digest::Expected::from_request`].
+macro_rules! sent_checksums {
+    ($input:expr) => {
+        s3s::dto::Checksum {
+            checksum_crc32: $input.checksum_crc32,
+            checksum_crc32c: $input.checksum_crc32c,
+            checksum_crc64nvme: $input.checksum_crc64nvme,
+            checksum_sha1: $input.checksum_sha1,
+            checksum_sha256: $input.checksum_sha256,
+            checksum_type: None,
+        }
+    };
+}
+
 pub mod auth;
 pub mod buckets;
 pub mod conditions;

@@ -347,14 +347,7 @@ pub async fn upload_part(
     }
     let (_, manifest, target, client) =
         open(store, &input.bucket, &input.key, &input.upload_id).await?;
-    let sent = Checksum {
-        checksum_crc32: input.checksum_crc32,
-        checksum_crc32c: input.checksum_crc32c,
-        checksum_crc64nvme: input.checksum_crc64nvme,
-        checksum_sha1: input.checksum_sha1,
-        checksum_sha256: input.checksum_sha256,
-        checksum_type: None,
-    };
+    let sent = sent_checksums!(input);
     let algorithm = input.checksum_algorithm.or_else(|| {
         manifest
             .checksum_algorithm

@@ -439,14 +439,7 @@ pub async fn put(store: &Store, req: S3Request<PutObjectInput>) -> S3Result<PutO
             ),
         ));
     }
-    let sent = Checksum {
-        checksum_crc32: input.checksum_crc32,
-        checksum_crc32c: input.checksum_crc32c,
-        checksum_crc64nvme: input.checksum_crc64nvme,
-        checksum_sha1: input.checksum_sha1,
-        checksum_sha256: input.checksum_sha256,
-        checksum_type: None,
-    };
+    let sent = sent_checksums!(input);
     let expected = Expected::from_request(
         input.content_md5.as_deref(),
         input.checksum_algorithm.as_ref(),
