@@ -151,6 +151,19 @@ impl Expected {
     }
 }
 
+impl Expected {
+    /// For bytes the router copies itself (CopyObject, UploadPartCopy, Complete): no value
+    /// was sent, the algorithm asked for (if any) is computed and stored.
+    pub fn computed(algorithm: Option<&ChecksumAlgorithm>) -> Result<Self, S3Error> {
+        Self::from_request(
+            None,
+            algorithm,
+            &dto::Checksum::default(),
+            &http::HeaderMap::new(),
+        )
+    }
+}
+
 /// Running digests over an upload.
 pub struct Digests {
     md5: Option<Md5>,

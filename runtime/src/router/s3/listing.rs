@@ -633,82 +633,125 @@ fn objects(
     (contents, prefixes)
 }
 
-pub async fn list_v2(store: &Store, input: ListObjectsV2Input) -> S3Result<ListObjectsV2Output> {
-    let enc = Encoder::new(input.encoding_type.as_ref())?;
-    let max = max_keys(input.max_keys)?;
-    let prefix = input.prefix.clone().unwrap_or_default();
-    let delimiter = check_delimiter(input.delimiter.clone());
-    let after = match (&input.continuation_token, &input.start_after) {
-        (Some(t), _) => Some(untoken(t)?),
-        (None, Some(s)) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    };
+/// One page as every listing operation answers it: what was asked, how it is encoded,
+/// and the page's objects and common prefixes.
+struct Listed {
+    enc: Encoder,
+    /// The prefix and delimiter as asked, encoded for the answer.
+    prefix: String,
+    delimiter: Option<String>,
+    max: usize,
+    truncated: bool,
+    /// The last key or common prefix of the page (not encoded).
+    last: Option<String>,
+    count: usize,
+    contents: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+}
+
+impl Listed {
+    /// What the next page resumes after, when there is one.
+    fn next(&self) -> Option<&str> {
+        if self.truncated {
+            self.last.as_deref()
+        } else {
+            None
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_page(
+    store: &Store,
+    bucket: &str,
+    encoding: Option<&EncodingType>,
+    max_keys_asked: Option<i32>,
+    prefix: Option<&str>,
+    delimiter: Option<&str>,
+    after: Option<String>,
+    with_owner: bool,
+) -> S3Result<Listed> {
+    let enc = Encoder::new(encoding)?;
+    let max = max_keys(max_keys_asked)?;
     let q = Query {
-        bucket: input.bucket.clone(),
-        prefix: prefix.clone(),
-        delimiter: delimiter.clone(),
-        after,
+        bucket: bucket.to_string(),
+        prefix: prefix.unwrap_or_default().to_string(),
+        delimiter: check_delimiter(delimiter.map(str::to_string)),
+        after: after.filter(|a| !a.is_empty()),
         max,
     };
     let page = walk(store, &q).await?;
     let etags = etags(store, &q.bucket, &page.items).await?;
-    let (contents, prefixes) = objects(
-        &page.items,
-        &etags,
-        &enc,
+    let (contents, prefixes) = objects(&page.items, &etags, &enc, with_owner);
+    Ok(Listed {
+        prefix: enc.text(&q.prefix),
+        delimiter: enc.opt(q.delimiter.as_deref()),
+        enc,
+        max,
+        truncated: page.truncated,
+        last: page.items.last().map(|i| i.key().to_string()),
+        count: page.items.len(),
+        contents,
+        prefixes,
+    })
+}
+
+pub async fn list_v2(store: &Store, input: ListObjectsV2Input) -> S3Result<ListObjectsV2Output> {
+    let after = match (&input.continuation_token, &input.start_after) {
+        (Some(t), _) => Some(untoken(t)?),
+        (None, s) => s.clone(),
+    };
+    let l = list_page(
+        store,
+        &input.bucket,
+        input.encoding_type.as_ref(),
+        input.max_keys,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        after,
         input.fetch_owner.unwrap_or(false),
-    );
-    let next = page
-        .truncated
-        .then(|| page.items.last().map(|i| token(i.key())))
-        .flatten();
+    )
+    .await?;
     Ok(ListObjectsV2Output {
         name: Some(input.bucket),
-        prefix: Some(enc.text(&prefix)),
-        delimiter: enc.opt(delimiter.as_deref()),
-        max_keys: i32::try_from(max).ok(),
-        key_count: i32::try_from(page.items.len()).ok(),
-        is_truncated: Some(page.truncated),
+        max_keys: i32::try_from(l.max).ok(),
+        key_count: i32::try_from(l.count).ok(),
+        is_truncated: Some(l.truncated),
         continuation_token: input.continuation_token,
-        next_continuation_token: next,
-        start_after: enc.opt(input.start_after.as_deref()),
+        next_continuation_token: l.next().map(token),
+        start_after: l.enc.opt(input.start_after.as_deref()),
         encoding_type: input.encoding_type,
-        contents: Some(contents),
-        common_prefixes: Some(prefixes),
+        prefix: Some(l.prefix),
+        delimiter: l.delimiter,
+        contents: Some(l.contents),
+        common_prefixes: Some(l.prefixes),
         ..ListObjectsV2Output::default()
     })
 }
 
 pub async fn list_v1(store: &Store, input: ListObjectsInput) -> S3Result<ListObjectsOutput> {
-    let enc = Encoder::new(input.encoding_type.as_ref())?;
-    let max = max_keys(input.max_keys)?;
-    let prefix = input.prefix.clone().unwrap_or_default();
-    let delimiter = check_delimiter(input.delimiter.clone());
-    let q = Query {
-        bucket: input.bucket.clone(),
-        prefix: prefix.clone(),
-        delimiter: delimiter.clone(),
-        after: input.marker.clone().filter(|m| !m.is_empty()),
-        max,
-    };
-    let page = walk(store, &q).await?;
-    let etags = etags(store, &q.bucket, &page.items).await?;
-    let (contents, prefixes) = objects(&page.items, &etags, &enc, true);
-    let next_marker = page
-        .truncated
-        .then(|| page.items.last().map(|i| enc.text(i.key())))
-        .flatten();
+    let l = list_page(
+        store,
+        &input.bucket,
+        input.encoding_type.as_ref(),
+        input.max_keys,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        input.marker.clone(),
+        true,
+    )
+    .await?;
     Ok(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: Some(enc.text(&prefix)),
-        marker: Some(enc.text(input.marker.as_deref().unwrap_or(""))),
-        delimiter: enc.opt(delimiter.as_deref()),
-        max_keys: i32::try_from(max).ok(),
-        is_truncated: Some(page.truncated),
-        next_marker,
+        marker: Some(l.enc.text(input.marker.as_deref().unwrap_or(""))),
+        max_keys: i32::try_from(l.max).ok(),
+        is_truncated: Some(l.truncated),
+        next_marker: l.next().map(|k| l.enc.text(k)),
         encoding_type: input.encoding_type,
-        contents: Some(contents),
-        common_prefixes: Some(prefixes),
+        prefix: Some(l.prefix),
+        delimiter: l.delimiter,
+        contents: Some(l.contents),
+        common_prefixes: Some(l.prefixes),
         ..ListObjectsOutput::default()
     })
 }
@@ -720,21 +763,20 @@ pub async fn list_versions(
     input: ListObjectVersionsInput,
 ) -> S3Result<ListObjectVersionsOutput> {
     check_version(input.version_id_marker.as_deref().filter(|v| !v.is_empty()))?;
-    let enc = Encoder::new(input.encoding_type.as_ref())?;
-    let max = max_keys(input.max_keys)?;
-    let prefix = input.prefix.clone().unwrap_or_default();
-    let delimiter = check_delimiter(input.delimiter.clone());
-    let q = Query {
-        bucket: input.bucket.clone(),
-        prefix: prefix.clone(),
-        delimiter: delimiter.clone(),
-        after: input.key_marker.clone().filter(|m| !m.is_empty()),
-        max,
-    };
-    let page = walk(store, &q).await?;
-    let etags = etags(store, &q.bucket, &page.items).await?;
-    let (contents, prefixes) = objects(&page.items, &etags, &enc, true);
-    let versions = contents
+    let l = list_page(
+        store,
+        &input.bucket,
+        input.encoding_type.as_ref(),
+        input.max_keys,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        input.key_marker.clone(),
+        true,
+    )
+    .await?;
+    let next = l.next().map(|k| l.enc.text(k));
+    let versions = l
+        .contents
         .into_iter()
         .map(|o| ObjectVersion {
             e_tag: o.e_tag,
@@ -750,23 +792,19 @@ pub async fn list_versions(
             ..ObjectVersion::default()
         })
         .collect();
-    let next = page
-        .truncated
-        .then(|| page.items.last().map(|i| enc.text(i.key())))
-        .flatten();
     Ok(ListObjectVersionsOutput {
         name: Some(input.bucket),
-        prefix: Some(enc.text(&prefix)),
-        delimiter: enc.opt(delimiter.as_deref()),
-        key_marker: Some(enc.text(input.key_marker.as_deref().unwrap_or(""))),
+        key_marker: Some(l.enc.text(input.key_marker.as_deref().unwrap_or(""))),
         version_id_marker: input.version_id_marker,
-        max_keys: i32::try_from(max).ok(),
-        is_truncated: Some(page.truncated),
+        max_keys: i32::try_from(l.max).ok(),
+        is_truncated: Some(l.truncated),
         next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
         next_key_marker: next,
         encoding_type: input.encoding_type,
+        prefix: Some(l.prefix),
+        delimiter: l.delimiter,
         versions: Some(versions),
-        common_prefixes: Some(prefixes),
+        common_prefixes: Some(l.prefixes),
         ..ListObjectVersionsOutput::default()
     })
 }

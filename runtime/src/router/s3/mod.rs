@@ -31,6 +31,37 @@ macro_rules! sent_checksums {
     };
 }
 
+/// The metadata a request gives a new object (PutObject, CreateMultipartUpload and
+/// CopyObject with `REPLACE` carry the same fields), through
+/// [`objects::requested_meta`].
+macro_rules! requested_meta {
+    ($o:expr, $input:expr) => {
+        $crate::router::s3::objects::requested_meta(
+            $o,
+            $input.content_type,
+            $input.content_encoding,
+            $input.content_language,
+            $input.content_disposition,
+            $input.cache_control,
+            $input.expires,
+            $input.website_redirect_location,
+            $input.metadata,
+        )
+    };
+}
+
+/// The four `If-*` conditions of a GET or HEAD.
+macro_rules! conditions {
+    ($input:expr) => {
+        $crate::router::s3::conditions::Conditions {
+            if_match: $input.if_match,
+            if_none_match: $input.if_none_match,
+            if_modified_since: $input.if_modified_since,
+            if_unmodified_since: $input.if_unmodified_since,
+        }
+    };
+}
+
 pub mod auth;
 pub mod buckets;
 pub mod conditions;

@@ -162,17 +162,7 @@ pub async fn create(
         ),
         None => None,
     };
-    let meta = objects::requested_meta(
-        &o,
-        input.content_type,
-        input.content_encoding,
-        input.content_language,
-        input.content_disposition,
-        input.cache_control,
-        input.expires,
-        input.website_redirect_location,
-        input.metadata,
-    )?;
+    let meta = requested_meta!(&o, input)?;
     let id = format!(
         "{:016x}{:016x}",
         rand::random::<u64>(),
@@ -457,12 +447,7 @@ pub async fn upload_part_copy(
         .checksum_algorithm
         .clone()
         .map(ChecksumAlgorithm::from);
-    let expected = Expected::from_request(
-        None,
-        algorithm.as_ref(),
-        &Checksum::default(),
-        &http::HeaderMap::new(),
-    )?;
+    let expected = Expected::computed(algorithm.as_ref())?;
     let body = objects::source_body(store, &from.o.path, &stat, source, start, end).await;
     let dir = upload_dir(&input.bucket, &input.upload_id);
     let meta = store_part(
@@ -638,12 +623,7 @@ pub async fn complete(
         .checksum_algorithm
         .clone()
         .map(ChecksumAlgorithm::from);
-    let expected = Expected::from_request(
-        None,
-        algorithm.as_ref(),
-        &Checksum::default(),
-        &http::HeaderMap::new(),
-    )?;
+    let expected = Expected::computed(algorithm.as_ref())?;
     // The parts, one after the other, read as any file is (pipelined, bounded).
     let body = futures_util::stream::iter(chosen)
         .then({

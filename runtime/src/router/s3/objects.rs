@@ -446,17 +446,7 @@ pub async fn put(store: &Store, req: S3Request<PutObjectInput>) -> S3Result<PutO
         &sent,
         &headers,
     )?;
-    let meta = requested_meta(
-        &o,
-        input.content_type,
-        input.content_encoding,
-        input.content_language,
-        input.content_disposition,
-        input.cache_control,
-        input.expires,
-        input.website_redirect_location,
-        input.metadata,
-    )?;
+    let meta = requested_meta!(&o, input)?;
     let replace = Replace::from_conditions(input.if_match, input.if_none_match)?;
     if o.folder {
         if content_length.unwrap_or(0) != 0 {
@@ -700,12 +690,7 @@ async fn locate(
 pub async fn get(store: &Store, input: GetObjectInput) -> S3Result<S3Response<GetObjectOutput>> {
     check_version(input.version_id.as_deref())?;
     let o = names::object(&input.bucket, &input.key)?;
-    let conditions = Conditions {
-        if_match: input.if_match,
-        if_none_match: input.if_none_match,
-        if_modified_since: input.if_modified_since,
-        if_unmodified_since: input.if_unmodified_since,
-    };
+    let conditions = conditions!(input);
     let (found, range) = locate(
         store,
         &o,
@@ -764,12 +749,7 @@ pub fn check_version(version: Option<&str>) -> S3Result<()> {
 pub async fn head(store: &Store, input: HeadObjectInput) -> S3Result<S3Response<HeadObjectOutput>> {
     check_version(input.version_id.as_deref())?;
     let o = names::object(&input.bucket, &input.key)?;
-    let conditions = Conditions {
-        if_match: input.if_match,
-        if_none_match: input.if_none_match,
-        if_modified_since: input.if_modified_since,
-        if_unmodified_since: input.if_unmodified_since,
-    };
+    let conditions = conditions!(input);
     let (found, range) = locate(
         store,
         &o,
@@ -1061,17 +1041,7 @@ pub async fn copy(store: &Store, input: CopyObjectInput) -> S3Result<CopyObjectO
         ));
     }
     let mut meta = if replace_meta {
-        requested_meta(
-            &to,
-            input.content_type,
-            input.content_encoding,
-            input.content_language,
-            input.content_disposition,
-            input.cache_control,
-            input.expires,
-            input.website_redirect_location,
-            input.metadata,
-        )?
+        requested_meta!(&to, input)?
     } else {
         ObjectMeta {
             path: to.path.as_str().to_string(),
@@ -1088,12 +1058,7 @@ pub async fn copy(store: &Store, input: CopyObjectInput) -> S3Result<CopyObjectO
         put_folder(store, &to, meta).await?
     } else {
         let algorithm = input.checksum_algorithm;
-        let expected = Expected::from_request(
-            None,
-            algorithm.as_ref(),
-            &Checksum::default(),
-            &http::HeaderMap::new(),
-        )?;
+        let expected = Expected::computed(algorithm.as_ref())?;
         let body = source_body(store, &from.o.path, &stat, source, 0, stat.size).await;
         write(
             store,
