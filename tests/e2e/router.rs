@@ -51,6 +51,16 @@ pub(crate) fn base_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
     args
 }
 
+/// A router on the `dir` backend serving `root`, signed requests only.
+pub(crate) fn dir_args(root: &std::path::Path) -> Vec<String> {
+    vec![
+        "--backend".into(),
+        "dir".into(),
+        "--target".into(),
+        root.display().to_string(),
+    ]
+}
+
 fn nfs_args(cluster: &Ganesha, targets: &[String]) -> Vec<String> {
     let mut args = base_args(cluster, targets);
     // ganesha speaks clear text; TLS is tested through stunnel in router_tls.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use harness::{Ganesha, RouterProcess, S3Clients, repo_root, s3_clients::describe};
 use reqwest::StatusCode;
 
-use crate::router::{base_args, contents, http, targets};
+use crate::router::{base_args, contents, dir_args, http, targets};
 
 fn clients() -> S3Clients {
     S3Clients::find().unwrap_or_else(|e| panic!("{e}"))
@@ -446,11 +446,7 @@ fn s3_clients_through_three_nfs_targets() {
 #[test]
 fn s3_clients_on_the_dir_backend() {
     let root = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--backend", "dir", "--target"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([root.path().display().to_string()])
-        .collect();
+    let args = dir_args(root.path());
     let router = RouterProcess::start(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
     clients_against(&router, root.path());
 }
@@ -504,11 +500,7 @@ fn a_get_survives_its_target_dying_halfway() {
 fn bad_requests_get_s3_errors_and_change_nothing() {
     let root = tempfile::tempdir().unwrap();
     let export = root.path();
-    let args: Vec<String> = ["--backend", "dir", "--target"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([export.display().to_string()])
-        .collect();
+    let args = dir_args(export);
     // Signed requests only: no --anonymous.
     let router = RouterProcess::start(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -549,24 +541,11 @@ fn bad_requests_get_s3_errors_and_change_nothing() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 
     // The wrong secret: SignatureDoesNotMatch.
-    let wrong = {
-        let credentials = aws_sdk_s3::config::Credentials::new(
-            harness::S3_ACCESS_KEY_ID,
-            "not-the-secret",
-            None,
-            None,
-            "test",
-        );
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::new()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .endpoint_url(router.endpoint())
-                .force_path_style(true)
-                .credentials_provider(credentials)
-                .build(),
-        )
-    };
+    let wrong = harness::s3_client_with(
+        &router.endpoint(),
+        harness::S3_ACCESS_KEY_ID,
+        "not-the-secret",
+    );
     let e = rt
         .block_on(
             wrong
@@ -868,19 +847,7 @@ fn key_pairs_rotate_through_the_credentials_file() {
     ];
     let router = RouterProcess::start(&args, &none).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = |id: &str, secret: &str| {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::new()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .endpoint_url(router.endpoint())
-                .force_path_style(true)
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    id, secret, None, None, "test",
-                ))
-                .build(),
-        )
-    };
+    let client = |id: &str, secret: &str| harness::s3_client_with(&router.endpoint(), id, secret);
     let old = client("AKOLD", "old-secret");
     let new = client("AKNEW", "new-secret");
     let works = |c: &aws_sdk_s3::Client| rt.block_on(c.list_buckets().send()).is_ok();

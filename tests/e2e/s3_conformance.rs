@@ -273,11 +273,7 @@ fn outside_suites_through_three_nfs_targets() {
 #[test]
 fn outside_suites_on_the_dir_backend() {
     let root = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--backend", "dir", "--target"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([root.path().display().to_string()])
-        .collect();
+    let args = crate::router::dir_args(root.path());
     let router = RouterProcess::start(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
     run_s3_tests(&router, "dir");
     run_s3s_e2e(&router, "dir");

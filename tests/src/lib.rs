@@ -22,7 +22,9 @@ pub use cargo_bin::cargo_bin;
 pub use ganesha::Ganesha;
 pub use lambda_api::{FakeRuntimeApi, Posted};
 pub use registry::Registry;
-pub use router::{Exited, RouterProcess, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, s3_client};
+pub use router::{
+    Exited, RouterProcess, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, s3_client, s3_client_with,
+};
 pub use s3_clients::S3Clients;
 pub use tls_front::{ServerCert, TestCa, TlsFront};
 

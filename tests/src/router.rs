@@ -183,13 +183,13 @@ impl Drop for RouterProcess {
 /// An AWS SDK S3 client for a router at `endpoint`, signing with the test key pair:
 /// path-style addressing, as SDKs use for an IP address.
 pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        S3_ACCESS_KEY_ID,
-        S3_SECRET_ACCESS_KEY,
-        None,
-        None,
-        "efs-router-test",
-    );
+    s3_client_with(endpoint, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)
+}
+
+/// As [`s3_client`], signing with another key pair.
+pub fn s3_client_with(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+    let credentials =
+        aws_sdk_s3::config::Credentials::new(id, secret, None, None, "efs-router-test");
     let config = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
