@@ -302,7 +302,7 @@ pub async fn stage<S, E>(
     temp: &FilePath,
     content_length: Option<u64>,
     body: S,
-    observe: &mut (dyn FnMut(&[u8]) + Send),
+    observe: &mut (dyn FnMut(&Bytes) + Send),
 ) -> Result<Staged, WriteError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -375,7 +375,7 @@ async fn write_body<S, E>(
     handle: &Arc<Handle>,
     content_length: Option<u64>,
     mut body: S,
-    observe: &mut (dyn FnMut(&[u8]) + Send),
+    observe: &mut (dyn FnMut(&Bytes) + Send),
 ) -> Result<(u64, Vec<WriteAck>), WriteError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -436,16 +436,16 @@ where
         if buffer.is_empty() {
             break;
         }
-        observe(&buffer);
-        let data = buffer.freeze();
+        // The chunk carries its permit: an observer that keeps a reference (a digest
+        // thread behind the writes) holds the chunk's budget until it lets go.
+        let data = with_permit(buffer.freeze(), permit);
+        observe(&data);
         let at = offset;
         offset += data.len() as u64;
         target.stats.add_written(data.len());
         let (target, client, handle) = (target.clone(), client.clone(), handle.clone());
         inflight.push(tokio::spawn(async move {
-            let ack = target.call(client.write(&handle, at, data)).await;
-            drop(permit);
-            ack
+            target.call(client.write(&handle, at, data)).await
         }));
     }
     while let Some(done) = inflight.next().await {

@@ -16,7 +16,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::conditions::{self, Conditions};
-use super::digest::{Digests, Expected, Sums};
+use super::digest::{Digests, Expected, Hashing, Sums};
 use super::meta::{Checksums, ObjectMeta};
 use super::names::{self, ObjectPath, RESERVED};
 use super::{Store, backend_error, conflict, no_such_key, owner, timestamp};
@@ -27,6 +27,10 @@ use crate::router::transfer::{self, Source, WriteError};
 
 /// The ETag of empty content (a folder object's).
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// Bodies up to this size are hashed on the request's task; larger ones on a thread
+/// beside the writes.
+const INLINE_DIGEST_MAX: u64 = 256 * 1024;
 
 /// S3's limit on user metadata (`x-amz-meta-*` names and values together).
 const MAX_USER_METADATA: usize = 2048;
@@ -156,17 +160,35 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut digests = Digests::new(expected, md5);
-    let staged = transfer::stage(
-        &store.budget,
-        target,
-        client,
-        &temp,
-        content_length,
-        body,
-        &mut |data| digests.update(data),
-    )
-    .await;
+    let digests = Digests::new(expected, md5);
+    // A body of one chunk is hashed in place: a thread would cost more than it saves.
+    let (staged, digests) = if content_length.is_some_and(|n| n <= INLINE_DIGEST_MAX) {
+        let mut digests = digests;
+        let staged = transfer::stage(
+            &store.budget,
+            target,
+            client,
+            &temp,
+            content_length,
+            body,
+            &mut |data| digests.update(data),
+        )
+        .await;
+        (staged, Ok(digests))
+    } else {
+        let hashing = Hashing::start(digests);
+        let staged = transfer::stage(
+            &store.budget,
+            target,
+            client,
+            &temp,
+            content_length,
+            body,
+            &mut |data| hashing.feed(data),
+        )
+        .await;
+        (staged, hashing.finish().await)
+    };
     let staged = match staged {
         Ok(s) => s,
         Err(WriteError::Backend(e)) => {
@@ -188,7 +210,7 @@ where
             ));
         }
         let trailers = trailers.and_then(s3s::TrailingHeaders::take);
-        let sums = digests.verify(expected, trailers.as_ref())?;
+        let sums = digests?.verify(expected, trailers.as_ref())?;
         let stat = target
             .call(client.stat(&staged.temp))
             .await
