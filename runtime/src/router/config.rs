@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// --listen is a loopback address).
     #[arg(long, env = "ROUTER_ANONYMOUS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub anonymous: bool,
+    /// Serve the S3 API over TLS, with the PEM certificate chain and key in
+    /// LISTEN_TLS_CERTIFICATE and LISTEN_TLS_PRIVATE_KEY (for a listener the VPC reaches).
+    #[arg(long, env = "ROUTER_LISTEN_TLS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub listen_tls: bool,
     /// The domain for virtual-hosted-style requests (`BUCKET.DOMAIN`); path-style
     /// requests work either way.
     #[arg(long, env = "ROUTER_DOMAIN", value_name = "DOMAIN")]

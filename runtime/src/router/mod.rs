@@ -17,6 +17,7 @@ pub mod backend;
 pub mod config;
 pub mod emf;
 pub mod health_check;
+pub mod https;
 pub mod metrics;
 pub mod path;
 pub mod pool;
@@ -50,6 +51,8 @@ pub enum ServeError {
         "no S3 credentials: set ROUTER_ACCESS_KEY_ID and ROUTER_SECRET_ACCESS_KEY, or --credentials-file FILE (or, for local use, --anonymous on a loopback address)"
     )]
     NoKeys,
+    #[error(transparent)]
+    Https(#[from] https::HttpsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -134,11 +137,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         );
     }
 
+    let var = |name: &str| std::env::var(name).ok();
+    let current =
+        s3::auth::Keys::env_pair("ROUTER_ACCESS_KEY_ID", "ROUTER_SECRET_ACCESS_KEY", var)?;
+    let previous = s3::auth::Keys::env_pair(
+        "ROUTER_PREVIOUS_ACCESS_KEY_ID",
+        "ROUTER_PREVIOUS_SECRET_ACCESS_KEY",
+        var,
+    )?;
+    // The current pair last: it wins should both carry the same id.
     let keys = s3::auth::Keys::load(
-        s3::auth::Keys::env_pair(
-            std::env::var("ROUTER_ACCESS_KEY_ID").ok(),
-            std::env::var("ROUTER_SECRET_ACCESS_KEY").ok(),
-        )?,
+        previous.into_iter().chain(current),
         args.credentials_file.as_deref(),
     )?;
     if keys.is_empty() && !args.anonymous {
@@ -147,6 +156,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if let Some(file) = &args.credentials_file {
         keys.spawn_reload(file.clone(), Duration::from_secs(10));
     }
+    let tls = if args.listen_tls {
+        Some(https::acceptor(
+            std::env::var(https::CERTIFICATE_VARIABLE).ok(),
+            std::env::var(https::KEY_VARIABLE).ok(),
+        )?)
+    } else {
+        None
+    };
     let listener = bind(args.listen).await?;
     let admin_listener = bind(args.admin_listen).await?;
     let store = s3::Store::new(
@@ -172,6 +189,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         admin = %args.admin_listen,
         key_pairs = keys.count(),
         anonymous = args.anonymous,
+        tls = tls.is_some(),
         "serving S3"
     );
 
@@ -205,8 +223,28 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                             response
                         }
                     });
-                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-                    spawn_watched(&connections, conn);
+                    match &tls {
+                        None => {
+                            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                            spawn_watched(&connections, conn);
+                        }
+                        // The handshake runs in the connection's own task, so a slow or
+                        // silent client never holds up the accept loop.
+                        Some(acceptor) => {
+                            let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), connections.watcher());
+                            tokio::spawn(async move {
+                                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                                };
+                                let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                                if let Err(e) = watcher.watch(conn).await {
+                                    tracing::debug!(error = %e, "HTTPS connection ended with an error");
+                                }
+                            });
+                        }
+                    }
                 }
             },
             accepted = admin_listener.accept() => {
@@ -299,6 +337,9 @@ where
         }
     });
 }
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP/1.1 for the application in the same task.
 fn http1_builder() -> hyper::server::conn::http1::Builder {

@@ -1,6 +1,8 @@
 //! The key pairs S3 requests are signed with.
 //!
-//! One pair from `ROUTER_ACCESS_KEY_ID` and `ROUTER_SECRET_ACCESS_KEY`, and/or every
+//! One pair from `ROUTER_ACCESS_KEY_ID` and `ROUTER_SECRET_ACCESS_KEY` (and, during a
+//! rotation, the pair being retired from `ROUTER_PREVIOUS_ACCESS_KEY_ID` and
+//! `ROUTER_PREVIOUS_SECRET_ACCESS_KEY`), and/or every
 //! pair of a credentials file in the AWS shared-credentials format (each profile's
 //! `aws_access_key_id` / `aws_secret_access_key`). The file is read again when it
 //! changes, so keys rotate with an overlap: add the new pair, move the clients, remove
@@ -55,20 +57,17 @@ pub enum KeysError {
     },
     #[error("{0}")]
     Read(String),
-    #[error("ROUTER_ACCESS_KEY_ID and ROUTER_SECRET_ACCESS_KEY must be set together")]
-    HalfPair,
+    #[error("{0} and {1} must be set together")]
+    HalfPair(&'static str, &'static str),
 }
 
 impl Keys {
-    /// The pair from the environment (both or neither) and the file's pairs.
+    /// The pairs from the environment and the file's pairs.
     pub fn load(
-        env_pair: Option<(String, String)>,
+        env_pairs: impl IntoIterator<Item = (String, String)>,
         file: Option<&Path>,
     ) -> Result<Self, KeysError> {
-        let mut from_env = KeyMap::new();
-        if let Some((id, secret)) = env_pair {
-            from_env.insert(id, secret);
-        }
+        let from_env: KeyMap = env_pairs.into_iter().collect();
         let from_file = match file {
             Some(f) => read_file(f)?,
             None => KeyMap::new(),
@@ -81,18 +80,20 @@ impl Keys {
         })
     }
 
-    /// The environment's pair: both variables or neither.
+    /// The pair in the variables `id` and `secret`: both set, or neither (or empty, as
+    /// a secret's previous pair is outside a rotation).
     pub fn env_pair(
-        id: Option<String>,
-        secret: Option<String>,
+        id: &'static str,
+        secret: &'static str,
+        read: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<(String, String)>, KeysError> {
         match (
-            id.filter(|s| !s.is_empty()),
-            secret.filter(|s| !s.is_empty()),
+            read(id).filter(|s| !s.is_empty()),
+            read(secret).filter(|s| !s.is_empty()),
         ) {
-            (Some(id), Some(secret)) => Ok(Some((id, secret))),
+            (Some(i), Some(s)) => Ok(Some((i, s))),
             (None, None) => Ok(None),
-            _ => Err(KeysError::HalfPair),
+            _ => Err(KeysError::HalfPair(id, secret)),
         }
     }
 
@@ -316,15 +317,37 @@ mod tests {
 
     #[test]
     fn the_environment_pair_comes_whole() {
-        assert_eq!(Keys::env_pair(None, None), Ok(None));
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(Keys::env_pair("I", "S", env(&[])), Ok(None));
+        assert_eq!(Keys::env_pair("I", "S", env(&[("I", ""), ("S", "")])), Ok(None));
         assert_eq!(
-            Keys::env_pair(Some("a".into()), Some("b".into())),
+            Keys::env_pair("I", "S", env(&[("I", "a"), ("S", "b")])),
             Ok(Some(("a".into(), "b".into())))
         );
+        let half = Keys::env_pair("I", "S", env(&[("I", "a")]));
+        assert_eq!(half, Err(KeysError::HalfPair("I", "S")));
         assert_eq!(
-            Keys::env_pair(Some("a".into()), None),
-            Err(KeysError::HalfPair)
+            half.unwrap_err().to_string(),
+            "I and S must be set together"
         );
+    }
+
+    #[test]
+    fn the_previous_pair_is_accepted_beside_the_current_one() {
+        let keys = Keys::load(
+            [("NEW".into(), "new-secret".into()), ("OLD".into(), "old-secret".into())],
+            None,
+        )
+        .unwrap();
+        assert_eq!(keys.secret("NEW").as_deref(), Some("new-secret"));
+        assert_eq!(keys.secret("OLD").as_deref(), Some("old-secret"));
+        assert_eq!(keys.secret("OTHER"), None);
     }
 
     #[test]
@@ -343,7 +366,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_a_secret() {
-        let keys = Keys::load(Some(("AKID".into(), "very-secret".into())), None).unwrap();
+        let keys = Keys::load([("AKID".into(), "very-secret".into())], None).unwrap();
         let shown = format!("{keys:?}");
         assert!(
             shown.contains("AKID") && !shown.contains("very-secret"),
