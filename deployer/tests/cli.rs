@@ -503,3 +503,207 @@ mod validate {
         );
     }
 }
+
+/// The two shapes applications use the router in (issue 19): the example environments in
+/// docs/examples/environments, rendered over the real defaults, and what each must and
+/// must not expose.
+mod shapes {
+    use super::*;
+
+    /// An environment directory with the real defaults and the two examples, plus `extra`.
+    fn examples(extra: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            repo().join("environments/defaults.yaml"),
+            dir.path().join("defaults.yaml"),
+        )
+        .unwrap();
+        for name in ["sidecar.yaml", "shared.yaml"] {
+            std::fs::copy(
+                repo().join("docs/examples/environments").join(name),
+                dir.path().join(name),
+            )
+            .unwrap();
+        }
+        for (name, text) in extra {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    fn render(dir: &Path, env: &str) -> String {
+        let result = deployer(&["render", "--env", env], dir);
+        assert!(result.status.success(), "{env}: {}", text(&result.stderr));
+        text(&result.stdout)
+    }
+
+    /// The text of one resource: its `  Name:` line and the lines indented under it.
+    fn resource(template: &str, name: &str) -> String {
+        let mut lines = template.lines().skip_while(|l| *l != format!("  {name}:"));
+        let head = lines.next().unwrap_or_else(|| panic!("no resource {name}"));
+        std::iter::once(head)
+            .chain(lines.take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_examples_pass_cfn_lint_and_checkov() {
+        let dir = examples(&[]);
+        for env in ["sidecar", "shared"] {
+            let result = deployer(&["validate", "--env", env], dir.path());
+            let stdout = text(&result.stdout);
+            assert!(
+                result.status.success()
+                    && stdout.contains("ok    cfn-lint")
+                    && stdout.contains("ok    checkov"),
+                "{env}:\n{stdout}\n{}",
+                text(&result.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn an_application_runs_beside_the_router_with_its_endpoint_region_and_key_pair() {
+        let dir = examples(&[]);
+        let t = render(dir.path(), "sidecar");
+        let task = resource(&t, "TaskDefinition");
+        // The task is the sum of the containers: 1024 + 1024 CPU, 2048 + 2048 MiB.
+        assert!(task.contains("Cpu: \"2048\"") && task.contains("Memory: \"4096\""), "{task}");
+        let app = &task[task.find("- Name: \"sync\"").expect("the application container")..];
+        for expected in [
+            "Image: \"public.ecr.aws/aws-cli/aws-cli:2.22.35\"",
+            "EntryPoint: [\"/bin/sh\",\"-c\"]",
+            "DependsOn:\n            - ContainerName: router\n              Condition: HEALTHY",
+            "- Name: AWS_ENDPOINT_URL_S3\n              Value: \"http://127.0.0.1:8080\"",
+            "- Name: AWS_REGION\n              Value: !Ref AWS::Region",
+            "- Name: AWS_ACCESS_KEY_ID\n              ValueFrom: !Sub \"${RouterCredentials}:access_key_id::\"",
+            "- Name: AWS_SECRET_ACCESS_KEY\n              ValueFrom: !Sub \"${RouterCredentials}:secret_access_key::\"",
+            "awslogs-group: \"/ecs/efs-autoscaler-sidecar-app-sync\"",
+        ] {
+            assert!(app.contains(expected), "missing {expected:?} in\n{app}");
+        }
+        // Its own log group, with the environment's retention and key.
+        let logs = resource(&t, "AppSyncLogGroup");
+        assert!(logs.contains("RetentionInDays: 30") && logs.contains("KmsKeyId: !GetAtt EncryptionKey.Arn"), "{logs}");
+        // task mode: the router on loopback, no port mapping, and no ingress at all.
+        assert!(task.contains("--listen, \"127.0.0.1:8080\""), "{task}");
+        assert!(!task[..task.find("- Name: \"sync\"").unwrap()].contains("PortMappings"));
+        let sg = resource(&t, "ServiceSecurityGroup");
+        assert!(!sg.contains("SecurityGroupIngress"), "{sg}");
+        assert!(!t.contains("AWS::ServiceDiscovery") && !t.contains("RouterClientPolicy"));
+        // The secret: generated, read by the execution role alone.
+        let secret = resource(&t, "RouterCredentials");
+        assert!(secret.contains("GenerateSecretString") && !secret.contains("      SecretString:"));
+        assert_eq!(t.matches("Resource: !Ref RouterCredentials").count(), 1);
+        // Auto scaling on CPU between the environment's bounds.
+        let target = resource(&t, "ServiceScalableTarget");
+        assert!(target.contains("MinCapacity: 2") && target.contains("MaxCapacity: 6"), "{target}");
+        let policy = resource(&t, "ServiceCpuScaling");
+        assert!(
+            policy.contains("ECSServiceAverageCPUUtilization") && policy.contains("TargetValue: 60"),
+            "{policy}"
+        );
+    }
+
+    #[test]
+    fn a_shared_router_is_reached_by_name_from_the_named_groups_over_tls() {
+        let dir = examples(&[]);
+        let t = render(dir.path(), "shared");
+        let sg = resource(&t, "ServiceSecurityGroup");
+        let ingress = &sg[sg.find("SecurityGroupIngress").unwrap()..sg.find("SecurityGroupEgress").unwrap()];
+        assert_eq!(ingress.matches("SourceSecurityGroupId:").count(), 1, "{ingress}");
+        assert!(ingress.contains("\"sg-0123456789abcdef0\"") && !ingress.contains("CidrIp"), "{ingress}");
+        let task = resource(&t, "TaskDefinition");
+        assert!(task.contains("--listen, \"0.0.0.0:8080\"") && task.contains("--listen-tls]"), "{task}");
+        assert!(task.contains("Name: LISTEN_TLS_CERTIFICATE") && task.contains("Name: LISTEN_TLS_PRIVATE_KEY"));
+        assert!(resource(&t, "RouterNamespace").contains("Name: \"files.internal\""));
+        assert!(resource(&t, "RouterDiscovery").contains("Type: A"));
+        assert!(resource(&t, "Service").contains("RegistryArn: !GetAtt RouterDiscovery.Arn"));
+        // The execution role reads the certificate's secret; clients get a policy and the ARNs.
+        assert!(resource(&t, "TaskExecutionRole").contains(
+            "arn:aws:secretsmanager:ap-northeast-1:111122223333:secret:files-router-tls-AbCdEf"
+        ));
+        for output in ["RouterEndpoint:", "RouterCredentialsSecretArn:", "RouterClientPolicyArn:"] {
+            assert!(t[t.find("\nOutputs:").unwrap()..].contains(output), "{output}");
+        }
+        assert!(t.contains("Value: \"https://router.files.internal:8080\""));
+    }
+
+    #[test]
+    fn the_repository_environments_expose_nothing() {
+        let envs = repo().join("environments");
+        for env in ENVS {
+            let t = render(&envs, env);
+            assert!(!resource(&t, "ServiceSecurityGroup").contains("SecurityGroupIngress"), "{env}");
+            assert!(resource(&t, "TaskDefinition").contains("--listen, \"127.0.0.1:8080\""), "{env}");
+        }
+    }
+
+    /// Renders `bad` over the examples' directory; exit 1 and every fragment in stderr.
+    fn refused(contents: &str, expected: &[&str]) {
+        let dir = examples(&[("bad.yaml", contents)]);
+        let result = deployer(&["render", "--env", "bad"], dir.path());
+        let stderr = text(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{stderr}");
+        for fragment in expected {
+            assert!(stderr.contains(fragment), "expected {fragment:?} in:\n{stderr}");
+        }
+    }
+
+    const ACCOUNT: &str = "account_id: \"111122223333\"\n";
+    const APP: &str = "applications:\n  - name: app\n    image: 111122223333.dkr.ecr.ap-northeast-1.amazonaws.com/app:1\n";
+
+    #[test]
+    fn containers_that_do_not_add_up_to_a_fargate_size_name_their_keys() {
+        refused(
+            &format!("{ACCOUNT}{APP}    cpu: 256\n    memory: 512\n"),
+            &[
+                "the task's containers add up to cpu 1280 (service.cpu 1024 + applications[0].cpu 256) and memory 2560 MiB (service.memory 2048 + applications[0].memory 512)",
+                "cpu 2048 / memory 4096",
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_applications_are_refused_with_the_key_and_the_fix() {
+        refused(
+            &format!("{ACCOUNT}applications:\n  - name: router\n    image: public.ecr.aws/x/y:1\n    cpu: 1024\n    memory: 2048\n    environment: {{AWS_REGION: x}}\n    secrets: {{TOKEN: nope}}\n"),
+            &[
+                "applications[0].name: \"router\" is the router's own container",
+                "applications[0].image: \"public.ecr.aws/x/y:1\" is outside this region's ECR",
+                "network.egress: nat",
+                "applications[0].environment.AWS_REGION: AWS_REGION is set by the deployer",
+                "applications[0].secrets.TOKEN: \"nope\" is not a Secrets Manager secret or SSM parameter ARN",
+            ],
+        );
+        refused(
+            &format!("{ACCOUNT}applications:\n  - name: app\n    image: \"Bad Image\"\n    cpu: 1024\n    memory: 2048\n    helth_check: {{}}\n"),
+            &["unknown key `helth_check`", "did you mean `health_check`?"],
+        );
+    }
+
+    #[test]
+    fn a_vpc_endpoint_needs_clients_and_tls_or_plaintext_said_out_loud() {
+        refused(
+            &format!("{ACCOUNT}service:\n  expose: vpc\n"),
+            &[
+                "service.clients: service.expose: vpc needs at least one client security group",
+                "service.tls_certificate_secret_arn: service.expose: vpc needs TLS",
+                "service.allow_plaintext: true",
+            ],
+        );
+        refused(
+            &format!("{ACCOUNT}service:\n  expose: vpc\n  clients: [10.0.0.0/16]\n  allow_plaintext: true\n"),
+            &["service.clients[0]: \"10.0.0.0/16\" is not a security group id"],
+        );
+        refused(
+            &format!("{ACCOUNT}service:\n  clients: [sg-0123456789abcdef0]\n"),
+            &["service.clients: is only used with service.expose: vpc"],
+        );
+        refused(
+            &format!("{ACCOUNT}service:\n  desired_count: 9\n"),
+            &["service.desired_count: 9 is outside service.autoscaling's 2 to 6 tasks"],
+        );
+    }
+}

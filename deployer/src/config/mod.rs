@@ -6,6 +6,7 @@
 
 pub mod de;
 pub mod error;
+pub mod image;
 pub mod merge;
 pub mod schedule;
 pub mod schema;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 pub use error::{ConfigError, ConfigErrors, Loc, SourceFile};
+pub use image::{ImageRef, logical_id};
 pub use schema::*;
 
 pub const DEFAULTS_FILE: &str = "defaults.yaml";

@@ -29,6 +29,9 @@ pub struct EnvironmentConfig {
     pub scaler: Scaler,
     #[serde(default)]
     pub service: Service,
+    /// Containers that run in the router's task and reach the file system through it.
+    #[serde(default)]
+    pub applications: Vec<Application>,
     #[serde(default)]
     pub logs: Logs,
     #[serde(default)]
@@ -227,11 +230,29 @@ pub enum ScalingPolicy {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Service {
+    /// Tasks at creation; auto scaling moves the count between its bounds afterwards.
     pub desired_count: u32,
-    /// Fargate CPU units (256 = 0.25 vCPU).
+    /// The router container's CPU units (256 = 0.25 vCPU). The task's CPU is this plus
+    /// every application's, and must be a Fargate CPU value.
     pub cpu: u32,
-    /// Fargate memory, MiB; must be valid for `cpu`.
+    /// The router container's memory, MiB. The task's memory is this plus every
+    /// application's, and must be valid for the task's CPU.
     pub memory: u32,
+    /// Who reaches the router's S3 API: `task` (containers in its task, on loopback) or
+    /// `vpc` (the security groups in `clients`, at a DNS name in the VPC).
+    pub expose: Expose,
+    /// With `expose: vpc`: security group ids allowed to reach the router's port.
+    pub clients: Vec<String>,
+    /// With `expose: vpc`: the private DNS namespace the router is registered in
+    /// (Cloud Map). Default `<stack>.internal`.
+    pub namespace: Option<String>,
+    /// With `expose: vpc`: a Secrets Manager secret holding the router's TLS certificate
+    /// chain and private key (JSON keys `certificate` and `private_key`, PEM).
+    pub tls_certificate_secret_arn: Option<String>,
+    /// With `expose: vpc`: serve plain HTTP instead of TLS. SigV4 still authenticates
+    /// every request and signs its headers, but bodies cross the VPC readable.
+    pub allow_plaintext: bool,
+    pub autoscaling: Autoscaling,
     /// Port of the router's S3 API.
     pub port: u16,
     /// Port of the router's admin listener (`/health`, `/targets`, `/metrics`), on the
@@ -300,6 +321,12 @@ impl Default for Service {
             desired_count: 2,
             cpu: 1024,
             memory: 2048,
+            expose: Expose::Task,
+            clients: Vec::new(),
+            namespace: None,
+            tls_certificate_secret_arn: None,
+            allow_plaintext: false,
+            autoscaling: Autoscaling::default(),
             port: 8080,
             admin_port: 9090,
             architecture: Architecture::X86_64,
@@ -312,6 +339,135 @@ impl Default for Service {
             metrics_interval_seconds: 60,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Expose {
+    Task,
+    Vpc,
+}
+
+/// ECS service auto scaling: target tracking on the tasks' average CPU.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Autoscaling {
+    pub enabled: bool,
+    pub min_tasks: u32,
+    pub max_tasks: u32,
+    /// The average CPU utilisation, percent, scaling keeps the service at.
+    pub cpu_target_percent: u8,
+    /// Seconds after a scale-in before the next one: tasks drain in the meantime.
+    pub scale_in_cooldown_seconds: u32,
+    pub scale_out_cooldown_seconds: u32,
+}
+
+impl Default for Autoscaling {
+    fn default() -> Self {
+        Autoscaling {
+            enabled: true,
+            min_tasks: 2,
+            max_tasks: 6,
+            cpu_target_percent: 60,
+            scale_in_cooldown_seconds: 300,
+            scale_out_cooldown_seconds: 60,
+        }
+    }
+}
+
+/// A container in the router's task.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// Container name: letters, digits, `-` and `_`; not `router`.
+    pub name: String,
+    /// Image reference (`registry/repository:tag` or `…@sha256:<digest>`).
+    pub image: String,
+    /// Replaces the image's entry point; empty keeps it.
+    #[serde(default)]
+    pub entry_point: Vec<String>,
+    /// Replaces the image's command; empty keeps it.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Variable name → Secrets Manager secret or SSM parameter ARN (a secret's JSON key
+    /// as `arn:…:secret:name:key::`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// CPU units, added to the task's.
+    pub cpu: u32,
+    /// Memory, MiB (the container's hard limit), added to the task's.
+    pub memory: u32,
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// Whether the task stops when this container stops.
+    #[serde(default = "yes")]
+    pub essential: bool,
+    /// A read-only root file system (the default); `false` for an image that writes
+    /// outside its volumes.
+    #[serde(default = "yes")]
+    pub readonly_root_filesystem: bool,
+    /// Which variables carry the router's key pair: `aws` (`AWS_ACCESS_KEY_ID`, …: every
+    /// SDK uses it with no code change) or `router` (`ROUTER_ACCESS_KEY_ID`, …: for an
+    /// application that also calls AWS with the task role).
+    #[serde(default)]
+    pub s3_credentials: S3Credentials,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum S3Credentials {
+    #[default]
+    Aws,
+    Router,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    pub container_port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// As ECS takes it: `[CMD, …]` or `[CMD-SHELL, "…"]`.
+    pub command: Vec<String>,
+    #[serde(default = "health_interval")]
+    pub interval_seconds: u32,
+    #[serde(default = "health_timeout")]
+    pub timeout_seconds: u32,
+    #[serde(default = "health_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub start_period_seconds: u32,
+}
+
+fn health_interval() -> u32 {
+    30
+}
+fn health_timeout() -> u32 {
+    5
+}
+fn health_retries() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

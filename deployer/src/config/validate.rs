@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
 
 use super::error::{ConfigError, Loc};
-use super::schema::{Egress, EnvironmentConfig, PerformanceMode, ThroughputMode};
+use super::schema::{Egress, EnvironmentConfig, Expose, PerformanceMode, ThroughputMode};
 use super::yaml::{Node, Value};
 
 /// CloudWatch Logs' accepted `RetentionInDays` values.
@@ -115,6 +115,7 @@ pub fn validate(
     check_efs(&mut c, config);
     check_scaler(&mut c, config);
     check_service(&mut c, config);
+    check_applications(&mut c, config);
     check_operations(&mut c, config);
     c.errors
 }
@@ -521,34 +522,55 @@ fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         100,
         "the router needs at least one task",
     );
-    match fargate_memory_options(s.cpu) {
-        None => c.fail(
-            "service.cpu",
-            format!("{} is not a Fargate CPU value", s.cpu),
-            "allowed: 256, 512, 1024, 2048, 4096, 8192, 16384",
-        ),
-        Some(options) if !options.contains(&s.memory) => {
-            let list = if options.len() > 8 {
-                format!(
-                    "{} to {} in steps of {}",
-                    options[0],
-                    options[options.len() - 1],
-                    options[1] - options[0]
-                )
-            } else {
-                options
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+    check_task_size(c, config);
+    check_exposure(c, config);
+    let a = &s.autoscaling;
+    if a.enabled {
+        c.range(
+            "service.autoscaling.min_tasks",
+            a.min_tasks.into(),
+            1,
+            100,
+            "the router needs at least one task",
+        );
+        c.range(
+            "service.autoscaling.max_tasks",
+            a.max_tasks.into(),
+            a.min_tasks.max(1).into(),
+            100,
+            "at least min_tasks",
+        );
+        if s.desired_count < a.min_tasks || s.desired_count > a.max_tasks {
             c.fail(
-                "service.memory",
-                format!("{} MiB is not valid with cpu {}", s.memory, s.cpu),
-                format!("with cpu {} Fargate allows memory {list}", s.cpu),
+                "service.desired_count",
+                format!(
+                    "{} is outside service.autoscaling's {} to {} tasks",
+                    s.desired_count, a.min_tasks, a.max_tasks
+                ),
+                "the count at creation must be one auto scaling would keep: change desired_count or the bounds",
             );
         }
-        Some(_) => {}
+        c.range(
+            "service.autoscaling.cpu_target_percent",
+            a.cpu_target_percent.into(),
+            10,
+            90,
+            "the average CPU utilisation target tracking keeps",
+        );
+        c.range(
+            "service.autoscaling.scale_in_cooldown_seconds",
+            a.scale_in_cooldown_seconds.into(),
+            0,
+            3600,
+            "seconds",
+        );
+        c.range(
+            "service.autoscaling.scale_out_cooldown_seconds",
+            a.scale_out_cooldown_seconds.into(),
+            0,
+            3600,
+            "seconds",
+        );
     }
     if s.port < 1024 || s.port == 2049 {
         c.fail(
@@ -622,6 +644,359 @@ fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
                 &format!("alarms.email_subscriptions[{i}]"),
                 format!("{email:?} is not an e-mail address"),
                 "e.g. ops@example.com",
+            );
+        }
+    }
+}
+
+/// The memory sizes Fargate allows with `cpu`, said the way the docs table says them.
+fn describe_memory_options(options: &[u32]) -> String {
+    if options.len() > 8 {
+        format!(
+            "{} to {} in steps of {}",
+            options[0],
+            options[options.len() - 1],
+            options[1] - options[0]
+        )
+    } else {
+        options
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The smallest Fargate size that holds `cpu` and `memory`.
+pub fn smallest_fargate_size(cpu: u32, memory: u32) -> Option<(u32, u32)> {
+    [256, 512, 1024, 2048, 4096, 8192, 16384]
+        .into_iter()
+        .filter(|c| *c >= cpu)
+        .find_map(|c| {
+            fargate_memory_options(c)?
+                .into_iter()
+                .find(|m| *m >= memory)
+                .map(|m| (c, m))
+        })
+}
+
+/// The task's size is the sum of its containers': the router's (`service.cpu`,
+/// `service.memory`) and every application's. The sum must be a size Fargate offers.
+fn check_task_size(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let s = &config.service;
+    let cpu: u32 = s.cpu + config.applications.iter().map(|a| a.cpu).sum::<u32>();
+    let memory: u32 = s.memory + config.applications.iter().map(|a| a.memory).sum::<u32>();
+    if config.applications.is_empty() {
+        // The router alone: the familiar per-key errors.
+        match fargate_memory_options(cpu) {
+            None => c.fail(
+                "service.cpu",
+                format!("{cpu} is not a Fargate CPU value"),
+                "allowed: 256, 512, 1024, 2048, 4096, 8192, 16384",
+            ),
+            Some(options) if !options.contains(&memory) => c.fail(
+                "service.memory",
+                format!("{memory} MiB is not valid with cpu {cpu}"),
+                format!(
+                    "with cpu {cpu} Fargate allows memory {}",
+                    describe_memory_options(&options)
+                ),
+            ),
+            Some(_) => {}
+        }
+        return;
+    }
+    let fits = fargate_memory_options(cpu).is_some_and(|o| o.contains(&memory));
+    if fits {
+        return;
+    }
+    let terms = |field: &str, router: u32, apps: Vec<u32>| {
+        std::iter::once(format!("service.{field} {router}"))
+            .chain(
+                config
+                    .applications
+                    .iter()
+                    .zip(apps)
+                    .enumerate()
+                    .map(|(i, (_, v))| format!("applications[{i}].{field} {v}")),
+            )
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let cpu_terms = terms("cpu", s.cpu, config.applications.iter().map(|a| a.cpu).collect());
+    let memory_terms = terms(
+        "memory",
+        s.memory,
+        config.applications.iter().map(|a| a.memory).collect(),
+    );
+    let help = match smallest_fargate_size(cpu, memory) {
+        Some((fc, fm)) => format!(
+            "the task's size is the sum of its containers'; the smallest Fargate size that holds them is cpu {fc} / memory {fm}: give the difference ({} CPU, {} MiB) to service.cpu and service.memory or to an application",
+            fc - cpu,
+            fm - memory
+        ),
+        None => "the largest Fargate task is cpu 16384 / memory 122880: give the containers less".to_string(),
+    };
+    c.fail(
+        "applications",
+        format!(
+            "the task's containers add up to cpu {cpu} ({cpu_terms}) and memory {memory} MiB ({memory_terms}), which is not a Fargate task size"
+        ),
+        help,
+    );
+}
+
+/// `service.expose` and what goes with it.
+fn check_exposure(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let s = &config.service;
+    let vpc_only = [
+        ("service.clients", !s.clients.is_empty()),
+        ("service.namespace", s.namespace.is_some()),
+        (
+            "service.tls_certificate_secret_arn",
+            s.tls_certificate_secret_arn.is_some(),
+        ),
+        ("service.allow_plaintext", s.allow_plaintext),
+    ];
+    if s.expose == Expose::Task {
+        for (key, set) in vpc_only {
+            if set {
+                c.fail(
+                    key,
+                    "is only used with service.expose: vpc".to_string(),
+                    "with expose: task the router listens on the task's loopback and nothing outside the task reaches it; remove the key or set service.expose: vpc",
+                );
+            }
+        }
+        return;
+    }
+    if s.clients.is_empty() {
+        c.fail(
+            "service.clients",
+            "service.expose: vpc needs at least one client security group".to_string(),
+            "list the security group ids (sg-…) of the services that use the router; ingress is never opened to a CIDR",
+        );
+    }
+    for (i, sg) in s.clients.iter().enumerate() {
+        let ok = sg.strip_prefix("sg-").is_some_and(|hex| {
+            (hex.len() == 8 || hex.len() == 17)
+                && hex.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
+        });
+        if !ok {
+            c.fail(
+                &format!("service.clients[{i}]"),
+                format!("{sg:?} is not a security group id"),
+                "sg- followed by 8 or 17 lowercase hex digits, e.g. sg-0123456789abcdef0",
+            );
+        }
+    }
+    if let Some(ns) = &s.namespace {
+        let ok = ns.len() <= 253
+            && ns.split('.').count() >= 2
+            && ns.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            });
+        if !ok {
+            c.fail(
+                "service.namespace",
+                format!("{ns:?} is not a DNS domain name"),
+                "two or more lowercase labels of letters, digits and dashes, e.g. files.internal",
+            );
+        }
+    }
+    match (&s.tls_certificate_secret_arn, s.allow_plaintext) {
+        (None, false) => c.fail(
+            "service.tls_certificate_secret_arn",
+            "service.expose: vpc needs TLS on the router's listener".to_string(),
+            "name a Secrets Manager secret holding the certificate (JSON keys certificate and private_key, PEM), or set service.allow_plaintext: true to carry bodies in the clear inside the VPC (SigV4 still authenticates every request)",
+        ),
+        (Some(_), true) => c.fail(
+            "service.allow_plaintext",
+            "cannot be true with service.tls_certificate_secret_arn".to_string(),
+            "the router serves TLS when it has a certificate; remove one of the two keys",
+        ),
+        (Some(arn), false) if !is_arn_of(arn, "secretsmanager", "secret:") => c.fail(
+            "service.tls_certificate_secret_arn",
+            format!("{arn:?} is not a Secrets Manager secret ARN"),
+            "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME",
+        ),
+        _ => {}
+    }
+}
+
+/// Whether `arn` is an ARN of `service` whose resource starts with `resource`.
+fn is_arn_of(arn: &str, service: &str, resource: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == service
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|ch| ch.is_ascii_digit())
+        && parts[5].starts_with(resource)
+}
+
+/// Variables the task definition sets for every application.
+pub const INJECTED_VARIABLES: &[&str] = &[
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "ROUTER_ACCESS_KEY_ID",
+    "ROUTER_SECRET_ACCESS_KEY",
+];
+
+fn check_applications(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    let mut names = BTreeSet::new();
+    let mut keys = BTreeSet::new();
+    for (i, app) in config.applications.iter().enumerate() {
+        let at = |field: &str| format!("applications[{i}].{field}");
+        let n = &app.name;
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.starts_with(|ch: char| ch.is_ascii_alphabetic())
+            && n.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !ok {
+            c.fail(
+                &at("name"),
+                format!("{n:?} is not a valid container name"),
+                "1 to 64 letters, digits, - and _, starting with a letter",
+            );
+        } else if n == "router" {
+            c.fail(
+                &at("name"),
+                "\"router\" is the router's own container".to_string(),
+                "choose another name",
+            );
+        } else if !names.insert(n.clone()) {
+            c.fail(
+                &at("name"),
+                format!("{n:?} names two applications"),
+                "container names are unique within the task",
+            );
+        } else if !keys.insert(super::logical_id(n)) {
+            c.fail(
+                &at("name"),
+                format!("{n:?} differs from another application's name only in - and _ or case"),
+                "its resources would share a name; choose a name that differs in a letter or digit",
+            );
+        }
+        match super::ImageRef::parse(&app.image) {
+            Err(why) => c.fail(
+                &at("image"),
+                format!("{:?} is not an image reference: {why}", app.image),
+                "registry/repository:tag or registry/repository@sha256:<64 hex digits>",
+            ),
+            Ok(image) => {
+                if config.network.egress == Egress::VpcEndpoints
+                    && image.ecr_repository(&config.region).is_none()
+                {
+                    c.fail(
+                        &at("image"),
+                        format!(
+                            "{:?} is outside this region's ECR, and the tasks have no internet egress (network.egress: vpc-endpoints)",
+                            app.image
+                        ),
+                        format!(
+                            "push or mirror the image to ECR in {} (a pull-through cache rule does it), or set network.egress: nat",
+                            config.region
+                        ),
+                    );
+                }
+            }
+        }
+        if app.cpu == 0 || app.cpu > 16384 {
+            c.fail(
+                &at("cpu"),
+                format!("{} is out of range", app.cpu),
+                "1 to 16384 CPU units (1024 = 1 vCPU)",
+            );
+        }
+        if app.memory < 6 {
+            c.fail(
+                &at("memory"),
+                format!("{} MiB is too little", app.memory),
+                "ECS needs at least 6 MiB for a container; give what the application needs",
+            );
+        }
+        for name in app.environment.keys().chain(app.secrets.keys()) {
+            let valid = name.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
+                && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            let field = if app.environment.contains_key(name) {
+                "environment"
+            } else {
+                "secrets"
+            };
+            if !valid {
+                c.fail(
+                    &format!("{}.{name}", at(field)),
+                    format!("{name:?} is not an environment variable name"),
+                    "letters, digits and _, not starting with a digit",
+                );
+            } else if INJECTED_VARIABLES.contains(&name.as_str()) {
+                c.fail(
+                    &format!("{}.{name}", at(field)),
+                    format!("{name} is set by the deployer"),
+                    "every application gets the router's endpoint, region and key pair; remove it",
+                );
+            }
+        }
+        for name in app.secrets.keys().filter(|k| app.environment.contains_key(*k)) {
+            c.fail(
+                &format!("{}.{name}", at("secrets")),
+                format!("{name} is both a variable and a secret"),
+                "keep one",
+            );
+        }
+        for (name, arn) in &app.secrets {
+            if !is_arn_of(arn, "secretsmanager", "secret:") && !is_arn_of(arn, "ssm", "parameter/")
+            {
+                c.fail(
+                    &format!("{}.{name}", at("secrets")),
+                    format!("{arn:?} is not a Secrets Manager secret or SSM parameter ARN"),
+                    "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME[:JSON_KEY::] or arn:aws:ssm:REGION:ACCOUNT:parameter/NAME",
+                );
+            }
+        }
+        let mut ports = BTreeSet::new();
+        for (j, p) in app.port_mappings.iter().enumerate() {
+            let port = p.container_port;
+            let router = [config.service.port, config.service.admin_port];
+            if port == 0 || router.contains(&port) || !ports.insert((port, p.protocol as u8)) {
+                c.fail(
+                    &format!("{}[{j}].container_port", at("port_mappings")),
+                    format!("{port} cannot be used"),
+                    "1 to 65535, once per application, and not the router's service.port or service.admin_port (the task's containers share one network namespace)",
+                );
+            }
+        }
+        if let Some(h) = &app.health_check {
+            let kind = h.command.first().map(String::as_str);
+            if !matches!(kind, Some("CMD" | "CMD-SHELL")) || h.command.len() < 2 {
+                c.fail(
+                    &at("health_check.command"),
+                    "must start with CMD or CMD-SHELL and hold a command".to_string(),
+                    "e.g. [CMD-SHELL, \"curl -f http://127.0.0.1:8000/ || exit 1\"]",
+                );
+            }
+            c.range(&at("health_check.interval_seconds"), h.interval_seconds.into(), 5, 300, "ECS's range");
+            c.range(&at("health_check.timeout_seconds"), h.timeout_seconds.into(), 2, 60, "ECS's range");
+            c.range(&at("health_check.retries"), h.retries.into(), 1, 10, "ECS's range");
+            c.range(
+                &at("health_check.start_period_seconds"),
+                h.start_period_seconds.into(),
+                0,
+                300,
+                "ECS's range",
             );
         }
     }

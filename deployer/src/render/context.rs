@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::config::{
-    Architecture, DeletionPolicy, Egress, Environment, NatGateways, PerformanceMode, ScalingPolicy,
-    ThroughputMode,
+    Application, Architecture, DeletionPolicy, Egress, Environment, Expose, ImageRef, NatGateways,
+    PerformanceMode, Protocol, S3Credentials, ScalingPolicy, ThroughputMode, logical_id,
 };
 
 /// AWS services the scaler and the tasks call, reached through interface endpoints when
@@ -192,10 +192,23 @@ pub struct ServiceCtx {
     pub service_name: String,
     pub family: String,
     pub desired_count: u32,
+    /// The task's size: the router's share plus every application's.
     pub cpu: String,
     pub memory: String,
+    pub router_cpu: u32,
+    pub router_memory: u32,
     pub port: u16,
     pub admin_port: u16,
+    /// Where the router's S3 listener binds: the task's loopback, or every interface
+    /// when the VPC's clients reach it.
+    pub listen: String,
+    pub vpc: Option<VpcExposure>,
+    pub autoscaling: Option<AutoscalingCtx>,
+    pub applications: Vec<AppCtx>,
+    /// Resources the execution role reads for the application containers.
+    pub pull_repositories: Vec<String>,
+    pub secret_arns: Vec<String>,
+    pub parameter_arns: Vec<String>,
     pub cpu_architecture: &'static str,
     pub circuit_breaker_enabled: bool,
     pub circuit_breaker_rollback: bool,
@@ -211,6 +224,67 @@ pub struct ServiceCtx {
     pub local_share_percent: u8,
     pub connections_per_target: String,
     pub metrics_interval_seconds: u32,
+}
+
+/// `service.expose: vpc`: the router at a DNS name, reached by named security groups.
+#[derive(Debug, Serialize)]
+pub struct VpcExposure {
+    pub clients: Vec<ClientGroup>,
+    pub namespace: String,
+    /// The name clients use: `router.<namespace>`.
+    pub dns_name: String,
+    /// The secret with the listener's certificate; plain HTTP when absent.
+    pub tls_secret_arn: Option<String>,
+    pub scheme: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClientGroup {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AutoscalingCtx {
+    pub min_tasks: u32,
+    pub max_tasks: u32,
+    pub cpu_target_percent: u8,
+    pub scale_in_cooldown_seconds: u32,
+    pub scale_out_cooldown_seconds: u32,
+}
+
+/// An application container, as the task definition takes it.
+#[derive(Debug, Serialize)]
+pub struct AppCtx {
+    pub name: String,
+    /// Logical-id part of its resources (its log group).
+    pub key: String,
+    pub image: String,
+    pub entry_point: Vec<String>,
+    pub command: Vec<String>,
+    pub environment: Vec<NameValue>,
+    pub secrets: Vec<NameValue>,
+    pub cpu: u32,
+    pub memory: u32,
+    pub port_mappings: Vec<PortCtx>,
+    pub health_check: Option<crate::config::HealthCheck>,
+    pub essential: bool,
+    pub readonly_root_filesystem: bool,
+    pub log_group: String,
+    /// The variables the router's key pair is given in.
+    pub access_key_variable: &'static str,
+    pub secret_key_variable: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortCtx {
+    pub container_port: u16,
+    pub protocol: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -256,6 +330,62 @@ fn days(n: u32) -> String {
         "AFTER_1_DAY".to_string()
     } else {
         format!("AFTER_{n}_DAYS")
+    }
+}
+
+/// The ARN a task definition's `valueFrom` names, without a secret's JSON key, version
+/// stage and version id: what IAM grants on.
+fn secret_resource(value_from: &str) -> String {
+    value_from.splitn(8, ':').take(7).collect::<Vec<_>>().join(":")
+}
+
+fn application(app: &Application, log_group: String) -> AppCtx {
+    let image = ImageRef::parse(&app.image).map_or_else(|_| app.image.clone(), |r| r.pinned());
+    let (access_key_variable, secret_key_variable) = match app.s3_credentials {
+        S3Credentials::Aws => ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        S3Credentials::Router => ("ROUTER_ACCESS_KEY_ID", "ROUTER_SECRET_ACCESS_KEY"),
+    };
+    AppCtx {
+        name: app.name.clone(),
+        key: logical_id(&app.name),
+        image,
+        entry_point: app.entry_point.clone(),
+        command: app.command.clone(),
+        environment: app
+            .environment
+            .iter()
+            .map(|(name, value)| NameValue {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        secrets: app
+            .secrets
+            .iter()
+            .map(|(name, value)| NameValue {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        cpu: app.cpu,
+        memory: app.memory,
+        port_mappings: app
+            .port_mappings
+            .iter()
+            .map(|p| PortCtx {
+                container_port: p.container_port,
+                protocol: match p.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                },
+            })
+            .collect(),
+        health_check: app.health_check.clone(),
+        essential: app.essential,
+        readonly_root_filesystem: app.readonly_root_filesystem,
+        log_group,
+        access_key_variable,
+        secret_key_variable,
     }
 }
 
@@ -436,10 +566,94 @@ impl Context {
                 service_name: name("router"),
                 family: name("router"),
                 desired_count: c.service.desired_count,
-                cpu: c.service.cpu.to_string(),
-                memory: c.service.memory.to_string(),
+                cpu: (c.service.cpu + c.applications.iter().map(|a| a.cpu).sum::<u32>())
+                    .to_string(),
+                memory: (c.service.memory + c.applications.iter().map(|a| a.memory).sum::<u32>())
+                    .to_string(),
+                router_cpu: c.service.cpu,
+                router_memory: c.service.memory,
                 port: c.service.port,
                 admin_port: c.service.admin_port,
+                listen: match c.service.expose {
+                    Expose::Task => format!("127.0.0.1:{}", c.service.port),
+                    Expose::Vpc => format!("0.0.0.0:{}", c.service.port),
+                },
+                vpc: (c.service.expose == Expose::Vpc).then(|| {
+                    let namespace = c
+                        .service
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| format!("{stack_name}.internal"));
+                    VpcExposure {
+                        clients: c
+                            .service
+                            .clients
+                            .iter()
+                            .map(|id| ClientGroup { id: id.clone() })
+                            .collect(),
+                        dns_name: format!("router.{namespace}"),
+                        namespace,
+                        tls_secret_arn: c.service.tls_certificate_secret_arn.clone(),
+                        scheme: if c.service.tls_certificate_secret_arn.is_some() {
+                            "https"
+                        } else {
+                            "http"
+                        },
+                    }
+                }),
+                autoscaling: c.service.autoscaling.enabled.then_some(AutoscalingCtx {
+                    min_tasks: c.service.autoscaling.min_tasks,
+                    max_tasks: c.service.autoscaling.max_tasks,
+                    cpu_target_percent: c.service.autoscaling.cpu_target_percent,
+                    scale_in_cooldown_seconds: c.service.autoscaling.scale_in_cooldown_seconds,
+                    scale_out_cooldown_seconds: c.service.autoscaling.scale_out_cooldown_seconds,
+                }),
+                applications: c
+                    .applications
+                    .iter()
+                    .map(|a| application(a, format!("/ecs/{}", name(&format!("app-{}", a.name)))))
+                    .collect(),
+                pull_repositories: {
+                    let mut repos: Vec<String> = c
+                        .applications
+                        .iter()
+                        .filter_map(|a| {
+                            let image = ImageRef::parse(&a.image).ok()?;
+                            let (account, repo) = image.ecr_repository(&c.region)?;
+                            Some(format!(
+                                "arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:{account}:repository/{repo}"
+                            ))
+                        })
+                        .collect();
+                    repos.sort();
+                    repos.dedup();
+                    repos
+                },
+                secret_arns: {
+                    let mut arns: Vec<String> = c
+                        .applications
+                        .iter()
+                        .flat_map(|a| a.secrets.values())
+                        .filter(|v| v.split(':').nth(2) == Some("secretsmanager"))
+                        .map(|v| secret_resource(v))
+                        .chain(c.service.tls_certificate_secret_arn.iter().map(|v| secret_resource(v)))
+                        .collect();
+                    arns.sort();
+                    arns.dedup();
+                    arns
+                },
+                parameter_arns: {
+                    let mut arns: Vec<String> = c
+                        .applications
+                        .iter()
+                        .flat_map(|a| a.secrets.values())
+                        .filter(|v| v.split(':').nth(2) == Some("ssm"))
+                        .cloned()
+                        .collect();
+                    arns.sort();
+                    arns.dedup();
+                    arns
+                },
                 cpu_architecture: service_arch,
                 circuit_breaker_enabled: c.service.circuit_breaker.enabled,
                 circuit_breaker_rollback: c.service.circuit_breaker.rollback,
