@@ -53,6 +53,22 @@ pub enum Command {
     Status(EnvArgs),
     /// Run the scaler once now and print its result.
     Invoke(EnvArgs),
+    /// Replace the router's S3 key pair without downtime: a new pair with the old one
+    /// still accepted, then `--finish` once every client has the new one.
+    RotateCredentials(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// End the rotation under way: the previous pair stops being accepted.
+    #[arg(long)]
+    pub finish: bool,
+    /// Write the secret only; the router's tasks take it when they next start.
+    #[arg(long)]
+    pub no_restart: bool,
 }
 
 #[derive(Debug, Args)]

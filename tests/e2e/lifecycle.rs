@@ -215,6 +215,8 @@ fn bootstrap_up_diff_change_scale_status_down() {
         text(&invoked)
     );
 
+    rotate_credentials(&env, &rt, &sdk, &config);
+
     // Down: no stack, no scaler-made target, no parameter; the bootstrap stack stays.
     let refused = env.run(&["down", "--env", "local"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
@@ -254,4 +256,90 @@ fn bootstrap_up_diff_change_scale_status_down() {
             .await;
         assert!(parameter.is_err(), "the parameter is left: {parameter:?}");
     });
+}
+
+/// `rotate-credentials` on the deployed stack: a new current pair with the old one kept
+/// as previous, the service restarted, a second start refused while one is under way,
+/// and `--finish` retiring the old pair. moto's CloudFormation skips Secrets Manager
+/// resources, so the secret is created here as the template makes it (name and JSON).
+fn rotate_credentials(
+    env: &Env<'_>,
+    rt: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+    config: &deployer::config::Environment,
+) {
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let id = config.router_credentials_secret();
+    let stack = config.stack_name();
+    let read = || -> Value {
+        let out = rt
+            .block_on(secrets.get_secret_value().secret_id(&id).send())
+            .unwrap();
+        serde_json::from_str(out.secret_string().unwrap()).unwrap()
+    };
+    let missing = env.run(&["rotate-credentials", "--env", "local"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(stderr(&missing).contains(&format!("the secret {id} does not exist")), "{}", text(&missing));
+    let first = "0123456789abcdefghij0123456789ABCDEFGHIJ";
+    rt.block_on(
+        secrets
+            .create_secret()
+            .name(&id)
+            .secret_string(
+                serde_json::json!({
+                    "access_key_id": stack,
+                    "secret_access_key": first,
+                    "previous_access_key_id": "",
+                    "previous_secret_access_key": "",
+                })
+                .to_string(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let deployments = || {
+        let out = rt
+            .block_on(
+                ecs.describe_services()
+                    .cluster(config.cluster_name())
+                    .services(config.router_service_name())
+                    .send(),
+            )
+            .unwrap();
+        out.services()[0]
+            .deployments()
+            .iter()
+            .filter_map(|d| d.id().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    let before = deployments();
+
+    let rotated = env.ok(&["rotate-credentials", "--env", "local"]);
+    let pairs = read();
+    let new_id = pairs["access_key_id"].as_str().unwrap().to_string();
+    let new_secret = pairs["secret_access_key"].as_str().unwrap().to_string();
+    assert!(new_id.starts_with(&format!("{stack}-")) && new_id != stack, "{pairs}");
+    assert_eq!(new_secret.len(), 40);
+    assert!(new_secret.chars().all(|c| c.is_ascii_alphanumeric()) && new_secret != first);
+    assert_eq!(pairs["previous_access_key_id"], stack.as_str(), "{pairs}");
+    assert_eq!(pairs["previous_secret_access_key"], first);
+    let shown = text(&rotated);
+    assert!(shown.contains(&new_id) && shown.contains("--finish"), "{shown}");
+    assert!(!shown.contains(&new_secret) && !shown.contains(first), "a secret was printed");
+    assert_ne!(deployments(), before, "the service was not redeployed");
+
+    // Under way: a second start changes nothing.
+    let again = env.run(&["rotate-credentials", "--env", "local"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(stderr(&again).contains("a rotation of"), "{}", text(&again));
+    assert_eq!(read()["access_key_id"], new_id.as_str());
+
+    let finished = env.ok(&["rotate-credentials", "--env", "local", "--finish"]);
+    let pairs = read();
+    assert_eq!(pairs["access_key_id"], new_id.as_str());
+    assert_eq!(pairs["secret_access_key"], new_secret.as_str());
+    assert_eq!(pairs["previous_access_key_id"], "");
+    assert_eq!(pairs["previous_secret_access_key"], "");
+    assert!(stdout(&finished).contains(&format!("{stack} is no longer accepted")), "{}", text(&finished));
 }

@@ -9,6 +9,7 @@ pub mod efs;
 pub mod eventbridge;
 pub mod lambda;
 pub mod s3;
+pub mod secretsmanager;
 pub mod ssm;
 pub mod sts;
 

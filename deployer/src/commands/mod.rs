@@ -7,6 +7,7 @@ mod invoke;
 pub mod package;
 mod plan;
 mod render;
+mod rotate;
 pub mod status;
 mod up;
 mod validate;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, &args),
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
+        Command::RotateCredentials(args) => rotate::run(&cli.environments_dir, &cli.aws, &args),
     }
 }
 

@@ -88,6 +88,10 @@ pub async fn submission(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     tags.push(("efs-autoscaler:environment".into(), env.name.clone()));
+    // Comments are for people reading the rendered file; CloudFormation gets the same
+    // template without them when that keeps it inline (no upload, no bucket read).
+    let compact = template::without_comments(main);
+    let main = compact.as_deref().unwrap_or(main);
     let (template_body, template_url) = if main.len() <= INLINE_TEMPLATE_LIMIT {
         (Some(main.to_string()), None)
     } else {

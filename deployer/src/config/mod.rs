@@ -176,6 +176,21 @@ impl Environment {
         format!("{}/router", self.config.project)
     }
 
+    /// The ECS cluster: the stack's name.
+    pub fn cluster_name(&self) -> String {
+        self.stack_name()
+    }
+
+    /// The router's ECS service (and task definition family).
+    pub fn router_service_name(&self) -> String {
+        format!("{}-router", self.stack_name())
+    }
+
+    /// The Secrets Manager secret with the router's S3 key pair.
+    pub fn router_credentials_secret(&self) -> String {
+        format!("{}/router-credentials", self.stack_name())
+    }
+
     pub fn ssm_parameter_name(&self) -> String {
         self.config
             .ssm_parameter_name

@@ -31,6 +31,25 @@ pub fn parse(text: &str, what: &str) -> Result<Value, TemplateError> {
     Ok(value)
 }
 
+/// `text` without its comment lines, when that leaves the template's meaning exactly as
+/// it was (checked by parsing both): what CloudFormation is sent, so a template whose
+/// comments push it over the inline limit can still go inline. `None` when nothing would
+/// be saved or the meaning would change (a `#` line inside a block scalar).
+pub fn without_comments(text: &str) -> Option<String> {
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let compact = kept.join("\n") + "\n";
+    if compact.len() >= text.len() {
+        return None;
+    }
+    match (parse(text, "template"), parse(&compact, "template")) {
+        (Ok(a), Ok(b)) if a == b => Some(compact),
+        _ => None,
+    }
+}
+
 fn convert(yaml: Yaml) -> Result<Value, String> {
     Ok(match yaml {
         Yaml::Null => Value::Null,
@@ -97,6 +116,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn comment_lines_go_only_when_the_meaning_stays() {
+        let t = "# head\nResources:\n  # why\n  A:\n    Type: X  # kept: not a whole line\n";
+        let compact = without_comments(t).unwrap();
+        assert_eq!(compact, "Resources:\n  A:\n    Type: X  # kept: not a whole line\n");
+        // A `#` line inside a block scalar is content: stripping it would change the value.
+        let block = "Resources:\n  A:\n    Code: |\n      # a shell comment\n      run\n";
+        assert_eq!(without_comments(block), None);
+        assert_eq!(without_comments("A: 1\n"), None);
+    }
 
     #[test]
     fn short_forms_read_as_the_long_forms() {

@@ -189,6 +189,9 @@ pub struct ScalerCtx {
 #[derive(Debug, Serialize)]
 pub struct ServiceCtx {
     pub cluster_name: String,
+    /// The name of the secret with the router's key pair (`deployer rotate-credentials`
+    /// finds it by this name).
+    pub credentials_secret: String,
     pub service_name: String,
     pub family: String,
     pub desired_count: u32,
@@ -562,9 +565,10 @@ impl Context {
                 duration_alarm_ms: u64::from(c.scaler.timeout_seconds) * 800,
             },
             service: ServiceCtx {
-                cluster_name: stack_name.clone(),
-                service_name: name("router"),
-                family: name("router"),
+                cluster_name: env.cluster_name(),
+                service_name: env.router_service_name(),
+                family: env.router_service_name(),
+                credentials_secret: env.router_credentials_secret(),
                 desired_count: c.service.desired_count,
                 cpu: (c.service.cpu + c.applications.iter().map(|a| a.cpu).sum::<u32>())
                     .to_string(),
