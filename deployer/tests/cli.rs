@@ -542,7 +542,9 @@ mod shapes {
         let mut lines = template.lines().skip_while(|l| *l != format!("  {name}:"));
         let head = lines.next().unwrap_or_else(|| panic!("no resource {name}"));
         std::iter::once(head)
-            .chain(lines.take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #")))
+            .chain(
+                lines.take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #")),
+            )
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -569,8 +571,13 @@ mod shapes {
         let t = render(dir.path(), "sidecar");
         let task = resource(&t, "TaskDefinition");
         // The task is the sum of the containers: 1024 + 1024 CPU, 2048 + 2048 MiB.
-        assert!(task.contains("Cpu: \"2048\"") && task.contains("Memory: \"4096\""), "{task}");
-        let app = &task[task.find("- Name: \"sync\"").expect("the application container")..];
+        assert!(
+            task.contains("Cpu: \"2048\"") && task.contains("Memory: \"4096\""),
+            "{task}"
+        );
+        let app = &task[task
+            .find("- Name: \"sync\"")
+            .expect("the application container")..];
         for expected in [
             "Image: \"public.ecr.aws/aws-cli/aws-cli:2.22.35\"",
             "EntryPoint: [\"/bin/sh\",\"-c\"]",
@@ -585,7 +592,11 @@ mod shapes {
         }
         // Its own log group, with the environment's retention and key.
         let logs = resource(&t, "AppSyncLogGroup");
-        assert!(logs.contains("RetentionInDays: 30") && logs.contains("KmsKeyId: !GetAtt EncryptionKey.Arn"), "{logs}");
+        assert!(
+            logs.contains("RetentionInDays: 30")
+                && logs.contains("KmsKeyId: !GetAtt EncryptionKey.Arn"),
+            "{logs}"
+        );
         // task mode: the router on loopback, no port mapping, and no ingress at all.
         assert!(task.contains("--listen, \"127.0.0.1:8080\""), "{task}");
         assert!(!task[..task.find("- Name: \"sync\"").unwrap()].contains("PortMappings"));
@@ -598,10 +609,14 @@ mod shapes {
         assert_eq!(t.matches("Resource: !Ref RouterCredentials").count(), 1);
         // Auto scaling on CPU between the environment's bounds.
         let target = resource(&t, "ServiceScalableTarget");
-        assert!(target.contains("MinCapacity: 2") && target.contains("MaxCapacity: 6"), "{target}");
+        assert!(
+            target.contains("MinCapacity: 2") && target.contains("MaxCapacity: 6"),
+            "{target}"
+        );
         let policy = resource(&t, "ServiceCpuScaling");
         assert!(
-            policy.contains("ECSServiceAverageCPUUtilization") && policy.contains("TargetValue: 60"),
+            policy.contains("ECSServiceAverageCPUUtilization")
+                && policy.contains("TargetValue: 60"),
             "{policy}"
         );
     }
@@ -611,12 +626,26 @@ mod shapes {
         let dir = examples(&[]);
         let t = render(dir.path(), "shared");
         let sg = resource(&t, "ServiceSecurityGroup");
-        let ingress = &sg[sg.find("SecurityGroupIngress").unwrap()..sg.find("SecurityGroupEgress").unwrap()];
-        assert_eq!(ingress.matches("SourceSecurityGroupId:").count(), 1, "{ingress}");
-        assert!(ingress.contains("\"sg-0123456789abcdef0\"") && !ingress.contains("CidrIp"), "{ingress}");
+        let ingress =
+            &sg[sg.find("SecurityGroupIngress").unwrap()..sg.find("SecurityGroupEgress").unwrap()];
+        assert_eq!(
+            ingress.matches("SourceSecurityGroupId:").count(),
+            1,
+            "{ingress}"
+        );
+        assert!(
+            ingress.contains("\"sg-0123456789abcdef0\"") && !ingress.contains("CidrIp"),
+            "{ingress}"
+        );
         let task = resource(&t, "TaskDefinition");
-        assert!(task.contains("--listen, \"0.0.0.0:8080\"") && task.contains("--listen-tls]"), "{task}");
-        assert!(task.contains("Name: LISTEN_TLS_CERTIFICATE") && task.contains("Name: LISTEN_TLS_PRIVATE_KEY"));
+        assert!(
+            task.contains("--listen, \"0.0.0.0:8080\"") && task.contains("--listen-tls]"),
+            "{task}"
+        );
+        assert!(
+            task.contains("Name: LISTEN_TLS_CERTIFICATE")
+                && task.contains("Name: LISTEN_TLS_PRIVATE_KEY")
+        );
         assert!(resource(&t, "RouterNamespace").contains("Name: \"files.internal\""));
         assert!(resource(&t, "RouterDiscovery").contains("Type: A"));
         assert!(resource(&t, "Service").contains("RegistryArn: !GetAtt RouterDiscovery.Arn"));
@@ -624,8 +653,15 @@ mod shapes {
         assert!(resource(&t, "TaskExecutionRole").contains(
             "arn:aws:secretsmanager:ap-northeast-1:111122223333:secret:files-router-tls-AbCdEf"
         ));
-        for output in ["RouterEndpoint:", "RouterCredentialsSecretArn:", "RouterClientPolicyArn:"] {
-            assert!(t[t.find("\nOutputs:").unwrap()..].contains(output), "{output}");
+        for output in [
+            "RouterEndpoint:",
+            "RouterCredentialsSecretArn:",
+            "RouterClientPolicyArn:",
+        ] {
+            assert!(
+                t[t.find("\nOutputs:").unwrap()..].contains(output),
+                "{output}"
+            );
         }
         assert!(t.contains("Value: \"https://router.files.internal:8080\""));
     }
@@ -635,8 +671,14 @@ mod shapes {
         let envs = repo().join("environments");
         for env in ENVS {
             let t = render(&envs, env);
-            assert!(!resource(&t, "ServiceSecurityGroup").contains("SecurityGroupIngress"), "{env}");
-            assert!(resource(&t, "TaskDefinition").contains("--listen, \"127.0.0.1:8080\""), "{env}");
+            assert!(
+                !resource(&t, "ServiceSecurityGroup").contains("SecurityGroupIngress"),
+                "{env}"
+            );
+            assert!(
+                resource(&t, "TaskDefinition").contains("--listen, \"127.0.0.1:8080\""),
+                "{env}"
+            );
         }
     }
 
@@ -647,7 +689,10 @@ mod shapes {
         let stderr = text(&result.stderr);
         assert_eq!(result.status.code(), Some(1), "{stderr}");
         for fragment in expected {
-            assert!(stderr.contains(fragment), "expected {fragment:?} in:\n{stderr}");
+            assert!(
+                stderr.contains(fragment),
+                "expected {fragment:?} in:\n{stderr}"
+            );
         }
     }
 
@@ -668,7 +713,9 @@ mod shapes {
     #[test]
     fn bad_applications_are_refused_with_the_key_and_the_fix() {
         refused(
-            &format!("{ACCOUNT}applications:\n  - name: router\n    image: public.ecr.aws/x/y:1\n    cpu: 1024\n    memory: 2048\n    environment: {{AWS_REGION: x}}\n    secrets: {{TOKEN: nope}}\n"),
+            &format!(
+                "{ACCOUNT}applications:\n  - name: router\n    image: public.ecr.aws/x/y:1\n    cpu: 1024\n    memory: 2048\n    environment: {{AWS_REGION: x}}\n    secrets: {{TOKEN: nope}}\n"
+            ),
             &[
                 "applications[0].name: \"router\" is the router's own container",
                 "applications[0].image: \"public.ecr.aws/x/y:1\" is outside this region's ECR",
@@ -678,7 +725,9 @@ mod shapes {
             ],
         );
         refused(
-            &format!("{ACCOUNT}applications:\n  - name: app\n    image: \"Bad Image\"\n    cpu: 1024\n    memory: 2048\n    helth_check: {{}}\n"),
+            &format!(
+                "{ACCOUNT}applications:\n  - name: app\n    image: \"Bad Image\"\n    cpu: 1024\n    memory: 2048\n    helth_check: {{}}\n"
+            ),
             &["unknown key `helth_check`", "did you mean `health_check`?"],
         );
     }
@@ -694,7 +743,9 @@ mod shapes {
             ],
         );
         refused(
-            &format!("{ACCOUNT}service:\n  expose: vpc\n  clients: [10.0.0.0/16]\n  allow_plaintext: true\n"),
+            &format!(
+                "{ACCOUNT}service:\n  expose: vpc\n  clients: [10.0.0.0/16]\n  allow_plaintext: true\n"
+            ),
             &["service.clients[0]: \"10.0.0.0/16\" is not a security group id"],
         );
         refused(

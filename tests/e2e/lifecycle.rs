@@ -279,7 +279,11 @@ fn rotate_credentials(
     };
     let missing = env.run(&["rotate-credentials", "--env", "local"]);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
-    assert!(stderr(&missing).contains(&format!("the secret {id} does not exist")), "{}", text(&missing));
+    assert!(
+        stderr(&missing).contains(&format!("the secret {id} does not exist")),
+        "{}",
+        text(&missing)
+    );
     let first = "0123456789abcdefghij0123456789ABCDEFGHIJ";
     rt.block_on(
         secrets
@@ -319,14 +323,23 @@ fn rotate_credentials(
     let pairs = read();
     let new_id = pairs["access_key_id"].as_str().unwrap().to_string();
     let new_secret = pairs["secret_access_key"].as_str().unwrap().to_string();
-    assert!(new_id.starts_with(&format!("{stack}-")) && new_id != stack, "{pairs}");
+    assert!(
+        new_id.starts_with(&format!("{stack}-")) && new_id != stack,
+        "{pairs}"
+    );
     assert_eq!(new_secret.len(), 40);
     assert!(new_secret.chars().all(|c| c.is_ascii_alphanumeric()) && new_secret != first);
     assert_eq!(pairs["previous_access_key_id"], stack.as_str(), "{pairs}");
     assert_eq!(pairs["previous_secret_access_key"], first);
     let shown = text(&rotated);
-    assert!(shown.contains(&new_id) && shown.contains("--finish"), "{shown}");
-    assert!(!shown.contains(&new_secret) && !shown.contains(first), "a secret was printed");
+    assert!(
+        shown.contains(&new_id) && shown.contains("--finish"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&new_secret) && !shown.contains(first),
+        "a secret was printed"
+    );
     assert_ne!(deployments(), before, "the service was not redeployed");
 
     // Under way: a second start changes nothing.
@@ -341,5 +354,9 @@ fn rotate_credentials(
     assert_eq!(pairs["secret_access_key"], new_secret.as_str());
     assert_eq!(pairs["previous_access_key_id"], "");
     assert_eq!(pairs["previous_secret_access_key"], "");
-    assert!(stdout(&finished).contains(&format!("{stack} is no longer accepted")), "{}", text(&finished));
+    assert!(
+        stdout(&finished).contains(&format!("{stack} is no longer accepted")),
+        "{}",
+        text(&finished)
+    );
 }

@@ -883,3 +883,146 @@ fn key_pairs_rotate_through_the_credentials_file() {
         "{log}"
     );
 }
+
+/// A shared router's listener (`service.expose: vpc`): TLS with the certificate and key
+/// ECS injects from the configured secret, as PEM in the environment. The AWS CLI trusts
+/// the issuer through `--ca-bundle` (AWS_CA_BUNDLE in a task); without it, or in clear
+/// text, nothing is served. The key never reaches the log.
+#[test]
+fn the_listener_serves_tls_with_the_certificate_from_the_environment() {
+    let clients = S3Clients::find().unwrap_or_else(|e| panic!("{e}"));
+    let ca = harness::TestCa::new("efs-router test CA").unwrap();
+    let (cert, key) = ca
+        .issue(&harness::ServerCert {
+            name: "127.0.0.1".into(),
+            expired: false,
+        })
+        .unwrap();
+    let storage = tempfile::tempdir().unwrap();
+    let mut args = dir_args(storage.path());
+    args.push("--listen-tls".into());
+    let env = [
+        ("LISTEN_TLS_CERTIFICATE".to_string(), cert),
+        ("LISTEN_TLS_PRIVATE_KEY".to_string(), key.clone()),
+    ];
+    let router = RouterProcess::start(&args, &env).unwrap_or_else(|e| panic!("{e}"));
+    let https = format!("https://{}", router.addr());
+    let bundle = ca.pem_path().to_str().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let upload = local.path().join("upload.txt");
+    std::fs::write(&upload, b"over TLS").unwrap();
+    for step in [
+        vec!["s3", "mb", "s3://tls", "--ca-bundle", bundle],
+        vec![
+            "s3",
+            "cp",
+            upload.to_str().unwrap(),
+            "s3://tls/a.txt",
+            "--ca-bundle",
+            bundle,
+        ],
+    ] {
+        let out = clients.aws(&https, &step);
+        assert!(out.status.success(), "{step:?}: {}", describe(&out));
+    }
+    let read = clients.aws(
+        &https,
+        &["s3", "cp", "s3://tls/a.txt", "-", "--ca-bundle", bundle],
+    );
+    assert!(read.status.success(), "{}", describe(&read));
+    assert_eq!(read.stdout, b"over TLS");
+    assert_eq!(
+        std::fs::read(storage.path().join("tls/a.txt")).unwrap(),
+        b"over TLS"
+    );
+    // Not trusted without the issuer; no answer in clear text.
+    let untrusted = clients.aws(&https, &["s3", "ls", "s3://tls"]);
+    assert!(!untrusted.status.success(), "{}", describe(&untrusted));
+    assert!(
+        describe(&untrusted).contains("SSL"),
+        "{}",
+        describe(&untrusted)
+    );
+    let clear = clients.aws(&router.endpoint(), &["s3", "ls", "s3://tls"]);
+    assert!(!clear.status.success(), "{}", describe(&clear));
+    let log = router.log();
+    assert!(log.contains("\"tls\":true"), "{log}");
+    assert!(
+        !log.contains(key.lines().nth(1).unwrap()),
+        "the key reached the log"
+    );
+
+    // Without the key, the router says which variable is missing and exits 1.
+    let mut args = dir_args(storage.path());
+    args.push("--listen-tls".into());
+    let exited = RouterProcess::run_to_exit(&args, &[]).unwrap();
+    assert_eq!(exited.status.code(), Some(1), "{}", exited.log);
+    assert!(
+        exited
+            .log
+            .contains("--listen-tls needs LISTEN_TLS_CERTIFICATE"),
+        "{}",
+        exited.log
+    );
+}
+
+/// During a rotation the task gets the new pair as current and the old one as previous
+/// (`deployer rotate-credentials`): both are accepted, any other refused.
+#[test]
+fn the_previous_pair_is_accepted_during_a_rotation() {
+    let storage = tempfile::tempdir().unwrap();
+    let env = [
+        ("ROUTER_ACCESS_KEY_ID".to_string(), "AKNEW".to_string()),
+        (
+            "ROUTER_SECRET_ACCESS_KEY".to_string(),
+            "new-secret".to_string(),
+        ),
+        (
+            "ROUTER_PREVIOUS_ACCESS_KEY_ID".to_string(),
+            "AKOLD".to_string(),
+        ),
+        (
+            "ROUTER_PREVIOUS_SECRET_ACCESS_KEY".to_string(),
+            "old-secret".to_string(),
+        ),
+    ];
+    let router =
+        RouterProcess::start(&dir_args(storage.path()), &env).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let works = |id: &str, secret: &str| {
+        rt.block_on(
+            harness::s3_client_with(&router.endpoint(), id, secret)
+                .list_buckets()
+                .send(),
+        )
+        .is_ok()
+    };
+    assert!(works("AKNEW", "new-secret"));
+    assert!(works("AKOLD", "old-secret"));
+    assert!(!works("AKOLD", "new-secret"));
+    assert!(!works("AKOTHER", "old-secret"));
+    // Outside a rotation the previous pair is empty, and only the current one works.
+    let env = [
+        ("ROUTER_ACCESS_KEY_ID".to_string(), "AKNEW".to_string()),
+        (
+            "ROUTER_SECRET_ACCESS_KEY".to_string(),
+            "new-secret".to_string(),
+        ),
+        ("ROUTER_PREVIOUS_ACCESS_KEY_ID".to_string(), String::new()),
+        (
+            "ROUTER_PREVIOUS_SECRET_ACCESS_KEY".to_string(),
+            String::new(),
+        ),
+    ];
+    let router =
+        RouterProcess::start(&dir_args(storage.path()), &env).unwrap_or_else(|e| panic!("{e}"));
+    let works = |id: &str, secret: &str| {
+        rt.block_on(
+            harness::s3_client_with(&router.endpoint(), id, secret)
+                .list_buckets()
+                .send(),
+        )
+        .is_ok()
+    };
+    assert!(works("AKNEW", "new-secret") && !works("AKOLD", "old-secret"));
+}

@@ -53,7 +53,7 @@ impl TestCa {
     }
 
     /// A server certificate and key (PEM) for `spec`, signed by this CA.
-    fn issue(&self, spec: &ServerCert) -> Result<(String, String), HarnessError> {
+    pub fn issue(&self, spec: &ServerCert) -> Result<(String, String), HarnessError> {
         let key = KeyPair::generate().map_err(cert_error)?;
         let mut params = CertificateParams::new(vec![spec.name.clone()]).map_err(cert_error)?;
         params

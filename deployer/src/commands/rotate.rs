@@ -44,7 +44,10 @@ pub fn run(
         let id = env.router_credentials_secret();
         let text = secretsmanager::get(&secrets, &id).await?.ok_or_else(|| {
             miette!(
-                help = format!("deploy the environment first (`deployer up --env {}`)", env.name),
+                help = format!(
+                    "deploy the environment first (`deployer up --env {}`)",
+                    env.name
+                ),
                 "the secret {id} does not exist"
             )
         })?;
@@ -66,7 +69,10 @@ pub fn run(
                 ));
             }
             (true, false) => {
-                eprintln!("no rotation of {id} is under way: only {} is accepted; nothing to finish", pairs.access_key_id);
+                eprintln!(
+                    "no rotation of {id} is under way: only {} is accepted; nothing to finish",
+                    pairs.access_key_id
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             (false, false) => {
@@ -84,7 +90,10 @@ pub fn run(
             (true, true) => {
                 let retired = std::mem::take(&mut pairs.previous_access_key_id);
                 pairs.previous_secret_access_key.clear();
-                format!("{retired} is no longer accepted; {} is the only pair", pairs.access_key_id)
+                format!(
+                    "{retired} is no longer accepted; {} is the only pair",
+                    pairs.access_key_id
+                )
             }
         };
         let text = serde_json::to_string(&pairs)
@@ -92,7 +101,9 @@ pub fn run(
         secretsmanager::put(&secrets, &id, &text).await?;
         eprintln!("updated {id}");
         if args.no_restart {
-            eprintln!("{message}\nthe router's tasks were not restarted (--no-restart): they take the pairs at their next start");
+            eprintln!(
+                "{message}\nthe router's tasks were not restarted (--no-restart): they take the pairs at their next start"
+            );
             return Ok(ExitCode::SUCCESS);
         }
         // Tasks read their secrets when they start: a new deployment hands every task

@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(r.repository, "aws-cli/aws-cli");
         assert_eq!(r.tag, Some("2.22.0"));
         let r = ImageRef::parse("localhost:5000/app").unwrap();
-        assert_eq!((r.registry, r.repository, r.tag), (Some("localhost:5000"), "app", None));
+        assert_eq!(
+            (r.registry, r.repository, r.tag),
+            (Some("localhost:5000"), "app", None)
+        );
         let r = ImageRef::parse("library/busybox:1.36").unwrap();
         assert_eq!((r.registry, r.repository), (None, "library/busybox"));
     }

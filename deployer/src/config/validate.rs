@@ -723,7 +723,11 @@ fn check_task_size(c: &mut Checker<'_>, config: &EnvironmentConfig) {
             .collect::<Vec<_>>()
             .join(" + ")
     };
-    let cpu_terms = terms("cpu", s.cpu, config.applications.iter().map(|a| a.cpu).collect());
+    let cpu_terms = terms(
+        "cpu",
+        s.cpu,
+        config.applications.iter().map(|a| a.cpu).collect(),
+    );
     let memory_terms = terms(
         "memory",
         s.memory,
@@ -735,7 +739,8 @@ fn check_task_size(c: &mut Checker<'_>, config: &EnvironmentConfig) {
             fc - cpu,
             fm - memory
         ),
-        None => "the largest Fargate task is cpu 16384 / memory 122880: give the containers less".to_string(),
+        None => "the largest Fargate task is cpu 16384 / memory 122880: give the containers less"
+            .to_string(),
     };
     c.fail(
         "applications",
@@ -780,7 +785,9 @@ fn check_exposure(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     for (i, sg) in s.clients.iter().enumerate() {
         let ok = sg.strip_prefix("sg-").is_some_and(|hex| {
             (hex.len() == 8 || hex.len() == 17)
-                && hex.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
+                && hex
+                    .chars()
+                    .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
         });
         if !ok {
             c.fail(
@@ -930,7 +937,9 @@ fn check_applications(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         }
         for name in app.environment.keys().chain(app.secrets.keys()) {
             let valid = name.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
-                && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
             let field = if app.environment.contains_key(name) {
                 "environment"
             } else {
@@ -950,7 +959,11 @@ fn check_applications(c: &mut Checker<'_>, config: &EnvironmentConfig) {
                 );
             }
         }
-        for name in app.secrets.keys().filter(|k| app.environment.contains_key(*k)) {
+        for name in app
+            .secrets
+            .keys()
+            .filter(|k| app.environment.contains_key(*k))
+        {
             c.fail(
                 &format!("{}.{name}", at("secrets")),
                 format!("{name} is both a variable and a secret"),
@@ -988,9 +1001,27 @@ fn check_applications(c: &mut Checker<'_>, config: &EnvironmentConfig) {
                     "e.g. [CMD-SHELL, \"curl -f http://127.0.0.1:8000/ || exit 1\"]",
                 );
             }
-            c.range(&at("health_check.interval_seconds"), h.interval_seconds.into(), 5, 300, "ECS's range");
-            c.range(&at("health_check.timeout_seconds"), h.timeout_seconds.into(), 2, 60, "ECS's range");
-            c.range(&at("health_check.retries"), h.retries.into(), 1, 10, "ECS's range");
+            c.range(
+                &at("health_check.interval_seconds"),
+                h.interval_seconds.into(),
+                5,
+                300,
+                "ECS's range",
+            );
+            c.range(
+                &at("health_check.timeout_seconds"),
+                h.timeout_seconds.into(),
+                2,
+                60,
+                "ECS's range",
+            );
+            c.range(
+                &at("health_check.retries"),
+                h.retries.into(),
+                1,
+                10,
+                "ECS's range",
+            );
             c.range(
                 &at("health_check.start_period_seconds"),
                 h.start_period_seconds.into(),

@@ -121,7 +121,10 @@ mod tests {
     fn comment_lines_go_only_when_the_meaning_stays() {
         let t = "# head\nResources:\n  # why\n  A:\n    Type: X  # kept: not a whole line\n";
         let compact = without_comments(t).unwrap();
-        assert_eq!(compact, "Resources:\n  A:\n    Type: X  # kept: not a whole line\n");
+        assert_eq!(
+            compact,
+            "Resources:\n  A:\n    Type: X  # kept: not a whole line\n"
+        );
         // A `#` line inside a block scalar is content: stripping it would change the value.
         let block = "Resources:\n  A:\n    Code: |\n      # a shell comment\n      run\n";
         assert_eq!(without_comments(block), None);

@@ -339,7 +339,11 @@ fn days(n: u32) -> String {
 /// The ARN a task definition's `valueFrom` names, without a secret's JSON key, version
 /// stage and version id: what IAM grants on.
 fn secret_resource(value_from: &str) -> String {
-    value_from.splitn(8, ':').take(7).collect::<Vec<_>>().join(":")
+    value_from
+        .splitn(8, ':')
+        .take(7)
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn application(app: &Application, log_group: String) -> AppCtx {
@@ -640,7 +644,12 @@ impl Context {
                         .flat_map(|a| a.secrets.values())
                         .filter(|v| v.split(':').nth(2) == Some("secretsmanager"))
                         .map(|v| secret_resource(v))
-                        .chain(c.service.tls_certificate_secret_arn.iter().map(|v| secret_resource(v)))
+                        .chain(
+                            c.service
+                                .tls_certificate_secret_arn
+                                .iter()
+                                .map(|v| secret_resource(v)),
+                        )
                         .collect();
                     arns.sort();
                     arns.dedup();

@@ -18,7 +18,9 @@ pub enum HttpsError {
     Missing(&'static str, &'static str),
     #[error("{0} is not a PEM {1}: {2}")]
     Pem(&'static str, &'static str, String),
-    #[error("the certificate in {CERTIFICATE_VARIABLE} and the key in {KEY_VARIABLE} do not go together: {0}")]
+    #[error(
+        "the certificate in {CERTIFICATE_VARIABLE} and the key in {KEY_VARIABLE} do not go together: {0}"
+    )]
     Mismatch(String),
 }
 
@@ -30,7 +32,10 @@ pub fn acceptor(
 ) -> Result<tokio_rustls::TlsAcceptor, HttpsError> {
     let certificate = certificate
         .filter(|s| !s.trim().is_empty())
-        .ok_or(HttpsError::Missing(CERTIFICATE_VARIABLE, "certificate chain"))?;
+        .ok_or(HttpsError::Missing(
+            CERTIFICATE_VARIABLE,
+            "certificate chain",
+        ))?;
     let key = key
         .filter(|s| !s.trim().is_empty())
         .ok_or(HttpsError::Missing(KEY_VARIABLE, "private key"))?;

@@ -325,7 +325,10 @@ mod tests {
             }
         };
         assert_eq!(Keys::env_pair("I", "S", env(&[])), Ok(None));
-        assert_eq!(Keys::env_pair("I", "S", env(&[("I", ""), ("S", "")])), Ok(None));
+        assert_eq!(
+            Keys::env_pair("I", "S", env(&[("I", ""), ("S", "")])),
+            Ok(None)
+        );
         assert_eq!(
             Keys::env_pair("I", "S", env(&[("I", "a"), ("S", "b")])),
             Ok(Some(("a".into(), "b".into())))
@@ -341,7 +344,10 @@ mod tests {
     #[test]
     fn the_previous_pair_is_accepted_beside_the_current_one() {
         let keys = Keys::load(
-            [("NEW".into(), "new-secret".into()), ("OLD".into(), "old-secret".into())],
+            [
+                ("NEW".into(), "new-secret".into()),
+                ("OLD".into(), "old-secret".into()),
+            ],
             None,
         )
         .unwrap();
