@@ -217,6 +217,9 @@ pub struct ServiceCtx {
     pub circuit_breaker_rollback: bool,
     pub container_insights: &'static str,
     pub running_tasks_alarm: bool,
+    /// The running-task alarm's threshold: the fewest tasks there should ever be (auto
+    /// scaling's minimum, or the fixed count).
+    pub min_running_tasks: u32,
     pub health_check_start_seconds: u32,
     pub log_group: String,
     pub binary: &'static str,
@@ -677,6 +680,11 @@ impl Context {
                 },
                 // RunningTaskCount is a Container Insights metric.
                 running_tasks_alarm: c.service.container_insights,
+                min_running_tasks: if c.service.autoscaling.enabled {
+                    c.service.autoscaling.min_tasks
+                } else {
+                    c.service.desired_count
+                },
                 health_check_start_seconds: c.service.health_check_grace_seconds,
                 log_group: format!("/ecs/{}", name("router")),
                 binary: ROUTER_BINARY,
