@@ -46,6 +46,16 @@ pub struct EnvironmentConfig {
     pub ssm_parameter_name: Option<String>,
 }
 
+impl EnvironmentConfig {
+    /// The router's task: CPU units and MiB, the router's share plus every application's.
+    pub fn task_size(&self) -> (u32, u32) {
+        self.applications.iter().fold(
+            (self.service.cpu, self.service.memory),
+            |(cpu, memory), a| (cpu.saturating_add(a.cpu), memory.saturating_add(a.memory)),
+        )
+    }
+}
+
 fn default_project() -> String {
     "efs-autoscaler".to_string()
 }

@@ -668,7 +668,7 @@ fn describe_memory_options(options: &[u32]) -> String {
 }
 
 /// The smallest Fargate size that holds `cpu` and `memory`.
-pub fn smallest_fargate_size(cpu: u32, memory: u32) -> Option<(u32, u32)> {
+fn smallest_fargate_size(cpu: u32, memory: u32) -> Option<(u32, u32)> {
     [256, 512, 1024, 2048, 4096, 8192, 16384]
         .into_iter()
         .filter(|c| *c >= cpu)
@@ -684,8 +684,7 @@ pub fn smallest_fargate_size(cpu: u32, memory: u32) -> Option<(u32, u32)> {
 /// `service.memory`) and every application's. The sum must be a size Fargate offers.
 fn check_task_size(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     let s = &config.service;
-    let cpu: u32 = s.cpu + config.applications.iter().map(|a| a.cpu).sum::<u32>();
-    let memory: u32 = s.memory + config.applications.iter().map(|a| a.memory).sum::<u32>();
+    let (cpu, memory) = config.task_size();
     if config.applications.is_empty() {
         // The router alone: the familiar per-key errors.
         match fargate_memory_options(cpu) {
@@ -710,29 +709,21 @@ fn check_task_size(c: &mut Checker<'_>, config: &EnvironmentConfig) {
     if fits {
         return;
     }
-    let terms = |field: &str, router: u32, apps: Vec<u32>| {
+    // `service.cpu 1024 + applications[0].cpu 256`: every term, named by its key.
+    let terms = |field: &str, router: u32, share: fn(&super::schema::Application) -> u32| {
         std::iter::once(format!("service.{field} {router}"))
             .chain(
                 config
                     .applications
                     .iter()
-                    .zip(apps)
                     .enumerate()
-                    .map(|(i, (_, v))| format!("applications[{i}].{field} {v}")),
+                    .map(|(i, a)| format!("applications[{i}].{field} {}", share(a))),
             )
             .collect::<Vec<_>>()
             .join(" + ")
     };
-    let cpu_terms = terms(
-        "cpu",
-        s.cpu,
-        config.applications.iter().map(|a| a.cpu).collect(),
-    );
-    let memory_terms = terms(
-        "memory",
-        s.memory,
-        config.applications.iter().map(|a| a.memory).collect(),
-    );
+    let cpu_terms = terms("cpu", s.cpu, |a| a.cpu);
+    let memory_terms = terms("memory", s.memory, |a| a.memory);
     let help = match smallest_fargate_size(cpu, memory) {
         Some((fc, fm)) => format!(
             "the task's size is the sum of its containers'; the smallest Fargate size that holds them is cpu {fc} / memory {fm}: give the difference ({} CPU, {} MiB) to service.cpu and service.memory or to an application",

@@ -577,10 +577,8 @@ impl Context {
                 family: env.router_service_name(),
                 credentials_secret: env.router_credentials_secret(),
                 desired_count: c.service.desired_count,
-                cpu: (c.service.cpu + c.applications.iter().map(|a| a.cpu).sum::<u32>())
-                    .to_string(),
-                memory: (c.service.memory + c.applications.iter().map(|a| a.memory).sum::<u32>())
-                    .to_string(),
+                cpu: c.task_size().0.to_string(),
+                memory: c.task_size().1.to_string(),
                 router_cpu: c.service.cpu,
                 router_memory: c.service.memory,
                 port: c.service.port,
