@@ -282,18 +282,14 @@ pub enum WriteError {
     Body(String),
 }
 
-/// A body written under a temporary name, not yet visible under its final one.
+/// A body written and committed under a temporary name, not yet visible under its
+/// final one.
 #[derive(Debug)]
 pub struct Staged {
     pub handle: Handle,
     pub temp: FilePath,
     pub size: u64,
 }
-
-/// What [`Staged`] still needs to be durable: the writes' acknowledgements, for COMMIT.
-#[derive(Debug)]
-#[must_use = "an uncommitted upload may not survive a crash of the NFS server"]
-pub struct Uncommitted(Vec<WriteAck>);
 
 /// Writes `body` to a new file at `temp` (its directory made when missing) and commits
 /// it; `observe` sees every byte in order (digests). Publishing it is the caller's: a
@@ -308,28 +304,6 @@ pub async fn stage<S, E>(
     body: S,
     observe: &mut (dyn FnMut(&Bytes) + Send),
 ) -> Result<Staged, WriteError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let (staged, uncommitted) =
-        stage_uncommitted(budget, target, client, temp, content_length, body, observe).await?;
-    commit(target, client, &staged, uncommitted).await?;
-    Ok(staged)
-}
-
-/// [`stage`] without its COMMIT, for a caller with work of its own to do meanwhile (a
-/// PUT writes its metadata sidecar while the data is committed); it must [`commit`]
-/// before it publishes.
-pub async fn stage_uncommitted<S, E>(
-    budget: &Budget,
-    target: &Arc<Target>,
-    client: &Arc<Client>,
-    temp: &FilePath,
-    content_length: Option<u64>,
-    body: S,
-    observe: &mut (dyn FnMut(&Bytes) + Send),
-) -> Result<(Staged, Uncommitted), WriteError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -353,47 +327,33 @@ where
         observe,
     )
     .await;
-    let (size, acks) = match written {
-        Ok(done) => done,
+    let finished = match written {
+        Ok((size, acks)) => target
+            .call(client.commit(&handle, acks))
+            .await
+            .map(|()| size)
+            .map_err(WriteError::from),
         Err(e) => {
             client.close(&handle).await;
-            discard(target, client, temp).await;
-            return Err(e);
+            Err(e)
         }
     };
-    match Arc::try_unwrap(handle) {
-        Ok(handle) => Ok((
-            Staged {
+    match finished {
+        Ok(size) => match Arc::try_unwrap(handle) {
+            Ok(handle) => Ok(Staged {
                 handle,
                 temp: temp.clone(),
                 size,
-            },
-            Uncommitted(acks),
-        )),
-        // Every write task has finished by now; a handle still shared is a bug.
-        Err(_) => {
-            discard(target, client, temp).await;
-            Err(BackendError::Failed("an upload's file handle is still in use".into()).into())
-        }
-    }
-}
-
-/// Makes a staged body durable (NFS COMMIT; `fsync` on the dir backend). On failure the
-/// temporary file is removed.
-pub async fn commit(
-    target: &Target,
-    client: &Client,
-    staged: &Staged,
-    uncommitted: Uncommitted,
-) -> Result<(), WriteError> {
-    match target
-        .call(client.commit(&staged.handle, uncommitted.0))
-        .await
-    {
-        Ok(()) => Ok(()),
+            }),
+            // Every write task has finished by now; a handle still shared is a bug.
+            Err(_) => {
+                discard(target, client, temp).await;
+                Err(BackendError::Failed("an upload's file handle is still in use".into()).into())
+            }
+        },
         Err(e) => {
-            discard(target, client, &staged.temp).await;
-            Err(e.into())
+            discard(target, client, temp).await;
+            Err(e)
         }
     }
 }

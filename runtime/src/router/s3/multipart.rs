@@ -265,20 +265,10 @@ where
         ..ObjectMeta::default()
     };
     let stored = async {
-        // The part's COMMIT and its sidecar at once, both before it is published.
-        let committing = async {
-            transfer::commit(target, client, &received.staged, received.uncommitted)
-                .await
-                .map_err(|e| match e {
-                    transfer::WriteError::Backend(e) => e,
-                    other => BackendError::Failed(other.to_string()),
-                })
-        };
-        let describing =
-            store
-                .meta
-                .store(&store.budget, target, client, received.stat.file_id, meta);
-        let ((), meta) = tokio::try_join!(committing, describing)?;
+        let meta = store
+            .meta
+            .store(&store.budget, target, client, received.stat.file_id, meta)
+            .await?;
         let old = target.call(client.stat(&part)).await.ok();
         target
             .call(client.publish(&received.staged.handle, &part))

@@ -132,12 +132,10 @@ pub struct Upload<'a, S> {
     pub etag: Option<String>,
 }
 
-/// A body staged under a temporary name and checked against every digest sent, not yet
-/// committed: the caller commits it while it writes the sidecar.
+/// A body staged under a temporary name and checked against every digest sent.
 #[derive(Debug)]
 pub struct Received {
     pub staged: transfer::Staged,
-    pub uncommitted: transfer::Uncommitted,
     pub sums: Sums,
     /// The staged file as the file system describes it (its id names the sidecar).
     pub stat: Stat,
@@ -166,7 +164,7 @@ where
     // A body of one chunk is hashed in place: a thread would cost more than it saves.
     let (staged, digests) = if content_length.is_some_and(|n| n <= INLINE_DIGEST_MAX) {
         let mut digests = digests;
-        let staged = transfer::stage_uncommitted(
+        let staged = transfer::stage(
             &store.budget,
             target,
             client,
@@ -179,7 +177,7 @@ where
         (staged, Ok(digests))
     } else {
         let hashing = Hashing::start(digests);
-        let staged = transfer::stage_uncommitted(
+        let staged = transfer::stage(
             &store.budget,
             target,
             client,
@@ -191,7 +189,14 @@ where
         .await;
         (staged, hashing.finish().await)
     };
-    let (staged, uncommitted) = staged.map_err(|e| write_error(store, target, client, e, what))?;
+    let staged = match staged {
+        Ok(s) => s,
+        Err(WriteError::Backend(e)) => {
+            store.failed(target, client, &e);
+            return Err(backend_error(&e, what));
+        }
+        Err(WriteError::Body(message)) => return Err(body_error(&message)),
+    };
     let checked = async {
         if let Some(len) = content_length
             && staged.size != len
@@ -214,33 +219,11 @@ where
     }
     .await;
     match checked {
-        Ok((sums, stat)) => Ok(Received {
-            staged,
-            uncommitted,
-            sums,
-            stat,
-        }),
+        Ok((sums, stat)) => Ok(Received { staged, sums, stat }),
         Err(e) => {
             transfer::discard(target, client, &staged.temp).await;
             Err(e)
         }
-    }
-}
-
-/// A failed upload as S3 says it; a backend failure also counts against the target.
-fn write_error(
-    store: &Store,
-    target: &Arc<Target>,
-    client: &Arc<Client>,
-    e: WriteError,
-    what: &str,
-) -> S3Error {
-    match e {
-        WriteError::Backend(e) => {
-            store.failed(target, client, &e);
-            backend_error(&e, what)
-        }
-        WriteError::Body(message) => body_error(&message),
     }
 }
 
@@ -275,39 +258,24 @@ where
         &o.key,
     );
     let (received, old) = tokio::join!(receiving, old);
-    let Received {
-        staged,
-        uncommitted,
-        sums,
-        stat,
-    } = received?;
+    let Received { staged, sums, stat } = received?;
     let published = async {
         let old = old.map_err(|e| backend_error(&e, &o.key))?;
-        // The data's COMMIT and the sidecar's writes are independent: both in flight at
-        // once, both done before the rename makes the object visible.
-        let committing = async {
-            transfer::commit(&target, &client, &staged, uncommitted)
-                .await
-                .map_err(|e| write_error(store, &target, &client, e, &o.key))
-        };
-        let describing = async {
-            if let Some(condition) = &up.replace.if_match {
-                check_if_match(store, &target, &client, o, old.as_ref(), condition).await?;
-            }
-            let mut meta = up.meta;
-            meta.size = stat.size;
-            meta.mtime = stat.modified;
-            meta.etag = up.etag.clone().unwrap_or_else(|| sums.etag());
-            if meta.checksums.is_empty() {
-                meta.checksums = sums.checksums;
-            }
-            store
-                .meta
-                .store(&store.budget, &target, &client, stat.file_id, meta)
-                .await
-                .map_err(|e| backend_error(&e, &o.key))
-        };
-        let ((), meta) = tokio::try_join!(committing, describing)?;
+        if let Some(condition) = &up.replace.if_match {
+            check_if_match(store, &target, &client, o, old.as_ref(), condition).await?;
+        }
+        let mut meta = up.meta;
+        meta.size = stat.size;
+        meta.mtime = stat.modified;
+        meta.etag = up.etag.clone().unwrap_or_else(|| sums.etag());
+        if meta.checksums.is_empty() {
+            meta.checksums = sums.checksums;
+        }
+        let meta = store
+            .meta
+            .store(&store.budget, &target, &client, stat.file_id, meta)
+            .await
+            .map_err(|e| backend_error(&e, &o.key))?;
         publish(
             store,
             &target,
