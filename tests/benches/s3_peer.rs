@@ -13,6 +13,8 @@
 //! - ListObjectsV2 of a bucket of 100,000 keys (100 directories of 1,000 files written
 //!   on disk beforehand): every page without a delimiter, and with delimiter `/`.
 //! - Peak RSS of each server, and the router's CPU seconds per GiB of PUT and of GET.
+//! - BENCH_SKIP_LIST=1 leaves out the listing (s3s-fs takes minutes over it), to
+//!   repeat the object rows quickly.
 //! - BENCH_MILLION=1: the router listing a directory of 1,000,000 files: time to the
 //!   first page, to the second, and its RSS.
 
@@ -133,6 +135,42 @@ impl Drop for PeerProcess {
     }
 }
 
+async fn listing(http: &reqwest::Client, servers: &[Server]) {
+    println!(
+        "## ListObjectsV2 of {} keys ({LIST_DIRS} directories of {LIST_PER_DIR} files, written on disk)\n",
+        LIST_DIRS * LIST_PER_DIR
+    );
+    for s in servers {
+        populate(&s.root.join("bench/many"));
+    }
+    println!(
+        "| server | every page, no delimiter | delimiter `/` (100 prefixes) | one directory, delimiter `/`, prefix `many/d042/` |\n|---|---|---|---|"
+    );
+    let mut lists = Vec::new();
+    for s in servers {
+        let (all, keys) = list_all(http, s, "many/", None).await;
+        assert_eq!(keys, LIST_DIRS * LIST_PER_DIR, "{}", s.name);
+        let (delim, prefixes) = list_all(http, s, "many/", Some("/")).await;
+        assert_eq!(prefixes, LIST_DIRS, "{}", s.name);
+        let (one, keys) = list_all(http, s, "many/d042/", Some("/")).await;
+        assert_eq!(keys, LIST_PER_DIR, "{}", s.name);
+        println!(
+            "| {} | {:.2} s | {:.1} ms | {:.1} ms |",
+            s.name,
+            all.as_secs_f64(),
+            delim.as_secs_f64() * 1000.0,
+            one.as_secs_f64() * 1000.0
+        );
+        lists.push((all, delim, one));
+    }
+    println!(
+        "\nrouter / s3s-fs time (lower is faster): no delimiter **{:.2}**, delimiter **{:.2}**, one directory **{:.2}**\n",
+        lists[0].0.as_secs_f64() / lists[1].0.as_secs_f64(),
+        lists[0].1.as_secs_f64() / lists[1].1.as_secs_f64(),
+        lists[0].2.as_secs_f64() / lists[1].2.as_secs_f64(),
+    );
+}
+
 async fn run(servers: &[Server]) {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -224,39 +262,9 @@ async fn run(servers: &[Server]) {
         big[0].1 / big[1].1
     );
 
-    println!(
-        "## ListObjectsV2 of {} keys ({LIST_DIRS} directories of {LIST_PER_DIR} files, written on disk)\n",
-        LIST_DIRS * LIST_PER_DIR
-    );
-    for s in servers {
-        populate(&s.root.join("bench/many"));
+    if std::env::var("BENCH_SKIP_LIST").as_deref() != Ok("1") {
+        listing(&http, servers).await;
     }
-    println!(
-        "| server | every page, no delimiter | delimiter `/` (100 prefixes) | one directory, delimiter `/`, prefix `many/d042/` |\n|---|---|---|---|"
-    );
-    let mut lists = Vec::new();
-    for s in servers {
-        let (all, keys) = list_all(&http, s, "many/", None).await;
-        assert_eq!(keys, LIST_DIRS * LIST_PER_DIR, "{}", s.name);
-        let (delim, prefixes) = list_all(&http, s, "many/", Some("/")).await;
-        assert_eq!(prefixes, LIST_DIRS, "{}", s.name);
-        let (one, keys) = list_all(&http, s, "many/d042/", Some("/")).await;
-        assert_eq!(keys, LIST_PER_DIR, "{}", s.name);
-        println!(
-            "| {} | {:.2} s | {:.1} ms | {:.1} ms |",
-            s.name,
-            all.as_secs_f64(),
-            delim.as_secs_f64() * 1000.0,
-            one.as_secs_f64() * 1000.0
-        );
-        lists.push((all, delim, one));
-    }
-    println!(
-        "\nrouter / s3s-fs time (lower is faster): no delimiter **{:.2}**, delimiter **{:.2}**, one directory **{:.2}**\n",
-        lists[0].0.as_secs_f64() / lists[1].0.as_secs_f64(),
-        lists[0].1.as_secs_f64() / lists[1].1.as_secs_f64(),
-        lists[0].2.as_secs_f64() / lists[1].2.as_secs_f64(),
-    );
 
     println!("## Memory\n\n| server | peak RSS |\n|---|---|");
     for s in servers {
