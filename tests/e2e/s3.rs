@@ -971,58 +971,39 @@ fn the_listener_serves_tls_with_the_certificate_from_the_environment() {
 #[test]
 fn the_previous_pair_is_accepted_during_a_rotation() {
     let storage = tempfile::tempdir().unwrap();
-    let env = [
-        ("ROUTER_ACCESS_KEY_ID".to_string(), "AKNEW".to_string()),
-        (
-            "ROUTER_SECRET_ACCESS_KEY".to_string(),
-            "new-secret".to_string(),
-        ),
-        (
-            "ROUTER_PREVIOUS_ACCESS_KEY_ID".to_string(),
-            "AKOLD".to_string(),
-        ),
-        (
-            "ROUTER_PREVIOUS_SECRET_ACCESS_KEY".to_string(),
-            "old-secret".to_string(),
-        ),
-    ];
-    let router =
-        RouterProcess::start(&dir_args(storage.path()), &env).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let works = |id: &str, secret: &str| {
-        rt.block_on(
-            harness::s3_client_with(&router.endpoint(), id, secret)
-                .list_buckets()
-                .send(),
-        )
-        .is_ok()
+    // A router with the current pair AKNEW and `previous` as the retired one; which of
+    // `pairs` it accepts.
+    let accepted = |previous: (&str, &str), pairs: &[(&str, &str)]| -> Vec<bool> {
+        let env: Vec<(String, String)> = [
+            ("ROUTER_ACCESS_KEY_ID", "AKNEW"),
+            ("ROUTER_SECRET_ACCESS_KEY", "new-secret"),
+            ("ROUTER_PREVIOUS_ACCESS_KEY_ID", previous.0),
+            ("ROUTER_PREVIOUS_SECRET_ACCESS_KEY", previous.1),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let router =
+            RouterProcess::start(&dir_args(storage.path()), &env).unwrap_or_else(|e| panic!("{e}"));
+        pairs
+            .iter()
+            .map(|(id, secret)| {
+                let client = harness::s3_client_with(&router.endpoint(), id, secret);
+                rt.block_on(client.list_buckets().send()).is_ok()
+            })
+            .collect()
     };
-    assert!(works("AKNEW", "new-secret"));
-    assert!(works("AKOLD", "old-secret"));
-    assert!(!works("AKOLD", "new-secret"));
-    assert!(!works("AKOTHER", "old-secret"));
-    // Outside a rotation the previous pair is empty, and only the current one works.
-    let env = [
-        ("ROUTER_ACCESS_KEY_ID".to_string(), "AKNEW".to_string()),
-        (
-            "ROUTER_SECRET_ACCESS_KEY".to_string(),
-            "new-secret".to_string(),
-        ),
-        ("ROUTER_PREVIOUS_ACCESS_KEY_ID".to_string(), String::new()),
-        (
-            "ROUTER_PREVIOUS_SECRET_ACCESS_KEY".to_string(),
-            String::new(),
-        ),
+    let pairs = [
+        ("AKNEW", "new-secret"),
+        ("AKOLD", "old-secret"),
+        ("AKOLD", "new-secret"),
+        ("AKOTHER", "old-secret"),
     ];
-    let router =
-        RouterProcess::start(&dir_args(storage.path()), &env).unwrap_or_else(|e| panic!("{e}"));
-    let works = |id: &str, secret: &str| {
-        rt.block_on(
-            harness::s3_client_with(&router.endpoint(), id, secret)
-                .list_buckets()
-                .send(),
-        )
-        .is_ok()
-    };
-    assert!(works("AKNEW", "new-secret") && !works("AKOLD", "old-secret"));
+    assert_eq!(
+        accepted(("AKOLD", "old-secret"), &pairs),
+        [true, true, false, false]
+    );
+    // Outside a rotation the previous pair is empty, and only the current one works.
+    assert_eq!(accepted(("", ""), &pairs), [true, false, false, false]);
 }

@@ -299,18 +299,26 @@ impl Digests {
     }
 }
 
-/// Digests computed on a thread of their own, fed the body's chunks in order while the
-/// writes go out, so a large PUT's MD5 (about 1.5 s of CPU per GiB) overlaps its writes
-/// instead of adding to them. Each chunk holds its transfer-budget permit until it is
-/// hashed, so a hasher that falls behind stalls the upload instead of growing memory.
+/// Digests computed as the body goes by: in place, or on a thread of their own fed the
+/// body's chunks in order while the writes go out, so a large PUT's MD5 (about 1.5 s of
+/// CPU per GiB) overlaps its writes instead of adding to them. Each chunk holds its
+/// transfer-budget permit until it is hashed, so a hasher that falls behind stalls the
+/// upload instead of growing memory.
 #[derive(Debug)]
-pub struct Hashing {
-    chunks: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
-    done: tokio::task::JoinHandle<Digests>,
+pub enum Hashing {
+    InPlace(Box<Digests>),
+    Thread {
+        chunks: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+        done: tokio::task::JoinHandle<Digests>,
+    },
 }
 
 impl Hashing {
-    pub fn start(mut digests: Digests) -> Self {
+    /// `on_thread`: for a body larger than a chunk or two; a small one costs less in place.
+    pub fn start(mut digests: Digests, on_thread: bool) -> Self {
+        if !on_thread {
+            return Hashing::InPlace(Box::new(digests));
+        }
         let (chunks, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
         let done = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = rx.blocking_recv() {
@@ -318,23 +326,33 @@ impl Hashing {
             }
             digests
         });
-        Hashing { chunks, done }
+        Hashing::Thread { chunks, done }
     }
 
-    pub fn feed(&self, chunk: &bytes::Bytes) {
-        // The receiver lives until every sender is gone; a send cannot fail before.
-        let _ = self.chunks.send(chunk.clone());
+    pub fn feed(&mut self, chunk: &bytes::Bytes) {
+        match self {
+            Hashing::InPlace(d) => d.update(chunk),
+            // The receiver lives until every sender is gone; a send cannot fail before.
+            Hashing::Thread { chunks, .. } => {
+                let _ = chunks.send(chunk.clone());
+            }
+        }
     }
 
     /// The digests of everything fed.
     pub async fn finish(self) -> Result<Digests, S3Error> {
-        drop(self.chunks);
-        self.done.await.map_err(|e| {
-            S3Error::with_message(
-                S3ErrorCode::InternalError,
-                format!("the digest thread failed: {e}"),
-            )
-        })
+        match self {
+            Hashing::InPlace(d) => Ok(*d),
+            Hashing::Thread { chunks, done } => {
+                drop(chunks);
+                done.await.map_err(|e| {
+                    S3Error::with_message(
+                        S3ErrorCode::InternalError,
+                        format!("the digest thread failed: {e}"),
+                    )
+                })
+            }
+        }
     }
 }
 
@@ -438,14 +456,16 @@ mod tests {
             checksums: vec![(Algorithm::Crc32, None)],
             ..Expected::default()
         };
-        let hashing = Hashing::start(Digests::new(&e, true));
-        for piece in ["a", "b", "c"] {
-            hashing.feed(&bytes::Bytes::from(piece));
+        for on_thread in [true, false] {
+            let mut hashing = Hashing::start(Digests::new(&e, true), on_thread);
+            for piece in ["a", "b", "c"] {
+                hashing.feed(&bytes::Bytes::from(piece));
+            }
+            let sums = hashing.finish().await.unwrap().verify(&e, None).unwrap();
+            // RFC 1321's test vector for "abc"; CRC32 of "abc" is 0x352441c2.
+            assert_eq!(sums.etag(), "900150983cd24fb0d6963f7d28e17f72");
+            assert_eq!(sums.checksums.crc32.as_deref(), Some("NSRBwg=="));
         }
-        let sums = hashing.finish().await.unwrap().verify(&e, None).unwrap();
-        // RFC 1321's test vector for "abc"; CRC32 of "abc" is 0x352441c2.
-        assert_eq!(sums.etag(), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(sums.checksums.crc32.as_deref(), Some("NSRBwg=="));
     }
 
     #[test]

@@ -160,35 +160,21 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let digests = Digests::new(expected, md5);
-    // A body of one chunk is hashed in place: a thread would cost more than it saves.
-    let (staged, digests) = if content_length.is_some_and(|n| n <= INLINE_DIGEST_MAX) {
-        let mut digests = digests;
-        let staged = transfer::stage(
-            &store.budget,
-            target,
-            client,
-            &temp,
-            content_length,
-            body,
-            &mut |data| digests.update(data),
-        )
-        .await;
-        (staged, Ok(digests))
-    } else {
-        let hashing = Hashing::start(digests);
-        let staged = transfer::stage(
-            &store.budget,
-            target,
-            client,
-            &temp,
-            content_length,
-            body,
-            &mut |data| hashing.feed(data),
-        )
-        .await;
-        (staged, hashing.finish().await)
-    };
+    let mut hashing = Hashing::start(
+        Digests::new(expected, md5),
+        content_length.is_none_or(|n| n > INLINE_DIGEST_MAX),
+    );
+    let staged = transfer::stage(
+        &store.budget,
+        target,
+        client,
+        &temp,
+        content_length,
+        body,
+        &mut |data| hashing.feed(data),
+    )
+    .await;
+    let digests = hashing.finish().await;
     let staged = match staged {
         Ok(s) => s,
         Err(WriteError::Backend(e)) => {
