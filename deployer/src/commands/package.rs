@@ -264,18 +264,47 @@ fn registry_override() -> miette::Result<Option<(String, bool)>> {
     let Ok(url) = std::env::var(REGISTRY_ENV) else {
         return Ok(None);
     };
+    registry_url(&url)
+        .map(Some)
+        .map_err(|why| miette!("{REGISTRY_ENV}={url:?}: {why}"))
+}
+
+/// A registry URL as (host[:port], plain HTTP allowed). Plain HTTP only to a loopback
+/// address, decided on the parsed host (an IP literal, or exactly `localhost`), never
+/// on a prefix of the text: `http://localhost.example.com` would carry the registry
+/// token in clear across the network.
+fn registry_url(url: &str) -> Result<(String, bool), String> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| miette!("{REGISTRY_ENV}={url:?} must be a URL such as https://registry.example.com or http://127.0.0.1:5001"))?;
-    let host = rest.trim_end_matches('/');
-    let loopback =
-        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        .ok_or("must be a URL such as https://registry.example.com or http://127.0.0.1:5001")?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+        return Err("must be scheme://host[:port], without a path, user or query".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => v6
+            .split_once(']')
+            .ok_or("an IPv6 address needs its closing ]")?,
+        None => authority
+            .rsplit_once(':')
+            .map_or((authority, ""), |(h, p)| (h, p)),
+    };
+    let port = port.strip_prefix(':').unwrap_or(port);
+    if !port.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{port:?} is not a port"));
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     match scheme {
-        "https" => Ok(Some((host.to_string(), false))),
-        "http" if loopback => Ok(Some((host.to_string(), true))),
-        _ => Err(miette!(
-            "{REGISTRY_ENV}={url:?}: only https, or http to a loopback address, is allowed; image pushes carry credentials"
-        )),
+        "https" => Ok((authority.to_string(), false)),
+        "http" if loopback => Ok((authority.to_string(), true)),
+        _ => Err(
+            "only https, or http to a loopback address, is allowed; image pushes carry credentials"
+                .into(),
+        ),
     }
 }
 
@@ -352,4 +381,41 @@ fn summary(
         package::oci_architecture(a.router_architecture)
     );
     vec![scaler, router, format!("artifacts: {}", manifest.display())]
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::registry_url;
+
+    #[test]
+    fn plain_http_only_to_a_loopback_host() {
+        assert_eq!(
+            registry_url("http://127.0.0.1:5001/"),
+            Ok(("127.0.0.1:5001".into(), true))
+        );
+        assert_eq!(
+            registry_url("http://localhost:5000"),
+            Ok(("localhost:5000".into(), true))
+        );
+        assert_eq!(
+            registry_url("http://[::1]:5000"),
+            Ok(("[::1]:5000".into(), true))
+        );
+        assert_eq!(
+            registry_url("https://registry.example.com"),
+            Ok(("registry.example.com".into(), false))
+        );
+        for bad in [
+            "http://localhost.example.com",
+            "http://127.example.com:5000",
+            "http://[::1].example.com",
+            "http://localhost@evil.example.com",
+            "http://10.0.0.5:5000",
+            "ftp://127.0.0.1",
+            "127.0.0.1:5000",
+            "https://",
+        ] {
+            assert!(registry_url(bad).is_err(), "{bad} was accepted");
+        }
+    }
 }

@@ -220,7 +220,13 @@ mod tests {
             .map(|i| method_label(&Method::from_bytes(format!("M{i}").as_bytes()).unwrap()))
             .collect();
         assert_eq!(labels.into_iter().collect::<Vec<_>>(), ["other"]);
-        for m in [Method::GET, Method::HEAD, Method::PUT, Method::POST, Method::DELETE] {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+        ] {
             assert_eq!(method_label(&m), m.as_str());
         }
     }
