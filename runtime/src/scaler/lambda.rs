@@ -9,7 +9,6 @@ use std::time::SystemTime;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use lambda_runtime_api_client::body::Body;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::config::ScalerConfig;
@@ -32,12 +31,21 @@ pub fn is_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
-/// The invocation event: EventBridge's scheduled event (whose fields are not needed) or
-/// a manual `{"dry_run": true}`.
-#[derive(Debug, Default, Deserialize)]
-struct Event {
-    #[serde(default)]
-    dry_run: bool,
+/// Whether the invocation event asks for a dry run: EventBridge's scheduled event (no
+/// `dry_run`, a real pass) or a manual `{"dry_run": true}`. Anything else under
+/// `dry_run` (`"true"`, `1`) is refused: read as false, a request for a dry run would
+/// have run a real pass that creates a mount target.
+fn dry_run(event: &serde_json::Value) -> Result<bool, Diagnostic> {
+    match event.get("dry_run") {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Diagnostic {
+            error_type: "Scaler.BadEvent".to_string(),
+            error_message: format!(
+                "the event's dry_run is {other}; it must be true or false (JSON booleans, not strings); nothing was done"
+            ),
+        }),
+    }
 }
 
 /// A failed pass: the invocation fails (so Lambda's `Errors` metric and the alarm see
@@ -105,9 +113,7 @@ pub async fn serve() -> Result<(), String> {
     let clients = &clients;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let dry_run = serde_json::from_value::<Event>(event.payload)
-                .unwrap_or_default()
-                .dry_run;
+            let dry_run = dry_run(&event.payload)?;
             let options = RunOptions::new(dry_run, Deadline::from_lambda(event.context.deadline));
             let result = run(config, clients, options).await;
             emit(&result_log_line(&result));
@@ -119,7 +125,7 @@ pub async fn serve() -> Result<(), String> {
             if result.is_success() {
                 Ok(result)
             } else {
-                Err(Failed(result))
+                Err(Diagnostic::from(Failed(result)))
             }
         },
     ))
@@ -150,5 +156,32 @@ async fn post_init_error(error_type: &str, message: &str) {
         Ok(status) if status.is_success() => {}
         Ok(status) => eprintln!("the Runtime API answered {status} to the init error"),
         Err(e) => eprintln!("could not report the init error to the Runtime API: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_a_json_boolean_asks_for_a_dry_run() {
+        assert!(!dry_run(&json!({"source": "aws.events", "detail": {}})).unwrap());
+        assert!(!dry_run(&serde_json::Value::Null).unwrap());
+        assert!(dry_run(&json!({"dry_run": true})).unwrap());
+        assert!(!dry_run(&json!({"dry_run": false})).unwrap());
+        for bad in [
+            json!({"dry_run": "true"}),
+            json!({"dry_run": 1}),
+            json!({"dry_run": "false"}),
+        ] {
+            let e = dry_run(&bad).unwrap_err();
+            assert_eq!(e.error_type, "Scaler.BadEvent");
+            assert!(
+                e.error_message.contains("nothing was done"),
+                "{}",
+                e.error_message
+            );
+        }
     }
 }
