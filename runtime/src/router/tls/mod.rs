@@ -111,8 +111,16 @@ impl Tls {
             });
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // TLS 1.2 sends the client certificate in clear, and the IAM certificate carries
+        // the access key id, session token and signature: with one, TLS 1.3 only (EFS
+        // speaks it). Without one, 1.2 stays allowed for older servers.
+        let versions: &[&rustls::SupportedProtocolVersion] = if client_cert.is_some() {
+            &[&rustls::version::TLS13]
+        } else {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .with_protocol_versions(versions)
             .map_err(|e| TlsSetupError::Rustls(e.to_string()))?
             .with_root_certificates(store);
         let config = match client_cert {
@@ -271,6 +279,83 @@ mod tests {
                 "{cn}"
             );
         }
+    }
+
+    #[derive(Debug)]
+    struct NoCert;
+    impl rustls::client::ResolvesClientCert for NoCert {
+        fn resolve(
+            &self,
+            _: &[&[u8]],
+            _: &[rustls::SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            None
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    /// A server that speaks TLS 1.2 only, with a certificate for `name` from a fresh CA
+    /// written to `dir/ca.pem`; it answers every handshake, then drops the connection.
+    async fn tls12_server(name: &str, dir: &Path) -> std::net::SocketAddr {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(tcp).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_is_only_sent_over_tls_1_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "fs-1.efs.us-east-1.amazonaws.com";
+        let addr = tls12_server(name, dir.path()).await;
+        let settings = TlsSettings {
+            server_name: name.into(),
+            ca_file: Some(dir.path().join("ca.pem")),
+        };
+        let timeout = Duration::from_secs(5);
+        let ip = addr.ip().to_string();
+        // Without a client certificate, TLS 1.2 is still spoken.
+        let plain = Tls::new(&settings, None).unwrap();
+        assert!(plain.connect(&ip, addr.port(), timeout).await.is_ok());
+        // With one (IAM), a 1.2-only server is refused before anything is sent.
+        let with_iam = Tls::new(&settings, Some(Arc::new(NoCert))).unwrap();
+        let refused = with_iam.connect(&ip, addr.port(), timeout).await;
+        assert!(
+            refused.is_err(),
+            "a TLS 1.2 handshake was made with a client certificate"
+        );
     }
 
     #[test]
