@@ -682,6 +682,39 @@ mod shapes {
         }
     }
 
+    /// The file system policy allows each role through any of the file system's access
+    /// points (it cannot name them), and an allow in either policy is enough: the pin to
+    /// the role's own access point holds only as an explicit deny in the role.
+    #[test]
+    fn each_role_is_pinned_to_its_access_point_by_an_explicit_deny() {
+        let envs = repo().join("environments");
+        for env in ENVS {
+            let t = render(&envs, env);
+            let router = resource(&t, "RouterFileSystemAccess");
+            let deny = &router[router
+                .find("Effect: Deny")
+                .unwrap_or_else(|| panic!("{env}: no deny in\n{router}"))..];
+            assert!(
+                deny.contains("elasticfilesystem:ClientMount, elasticfilesystem:ClientWrite, elasticfilesystem:ClientRootAccess")
+                    && deny.contains("StringNotEquals:")
+                    && deny.contains("access-point/${RouterAccessPoint}"),
+                "{env}: {router}"
+            );
+            let scaler = resource(&t, "ScalerFileSystemAccess");
+            let never_write = &scaler[scaler
+                .find("Sid: NeverWrite")
+                .unwrap_or_else(|| panic!("{env}: {scaler}"))..];
+            assert!(never_write.starts_with("Sid: NeverWrite\n            Effect: Deny\n            Action: [elasticfilesystem:ClientWrite, elasticfilesystem:ClientRootAccess]"), "{env}: {never_write}");
+            let pinned = &scaler[scaler.find("Sid: OnlyThroughItsAccessPoint").unwrap()..];
+            assert!(
+                pinned.contains("Effect: Deny")
+                    && pinned.contains("StringNotEquals:")
+                    && pinned.contains("access-point/${ScalerAccessPoint}"),
+                "{env}: {pinned}"
+            );
+        }
+    }
+
     /// Renders `bad` over the examples' directory; exit 1 and every fragment in stderr.
     fn refused(contents: &str, expected: &[&str]) {
         let dir = examples(&[("bad.yaml", contents)]);

@@ -1,7 +1,7 @@
 //! The rendered `local` environment created as real CloudFormation stacks in a moto server,
 //! then checked resource by resource through the EC2, EFS, Lambda and ECS APIs.
 //!
-//! moto's CloudFormation is a wiring check, not a simulator (../shared/notes/moto.md): it
+//! moto's CloudFormation is a wiring check, not a simulator (docs/architecture.md): it
 //! proves the templates create the resources with the configured properties and that
 //! references between them resolve; IAM evaluation, VPC endpoints' reachability and alarms
 //! are only proven on real AWS (docs/architecture.md).

@@ -4,7 +4,7 @@
 //!
 //! Each cluster picks its own free port, so tests run in parallel. Instances can be
 //! killed and restarted to act out a mount target failing and coming back. The settings
-//! (../shared/notes/peers.md) keep several instances over one directory coherent: no
+//! keep several instances over one directory coherent: no
 //! attribute or directory caching, no delegations, no grace period.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

@@ -116,7 +116,7 @@ mod tests {
         );
     }
 
-    /// This machine's kernel has no NFS client (../shared/notes/nfs.md), so the real
+    /// The CI machine's kernel has no NFS client (and containers may not mount), so the real
     /// mount fails; what is checked is that the failure is explained, not a hang or a
     /// bare errno.
     #[tokio::test]

@@ -12,7 +12,7 @@
 //! limits one EFS client.
 //!
 //! This file is the only one that touches `nfs-rs`, so an upgrade of that young crate is
-//! checked here and by the ganesha tests (see ../shared/notes/nfs.md for what it does).
+//! checked here and by the ganesha tests.
 //! What we rely on:
 //! - after a lost connection it gives up within ~500 ms and a mount never recovers from
 //!   a server restart: the pool drops the client and mounts again;
