@@ -85,6 +85,33 @@ fn bootstrap_up_diff_change_scale_status_down() {
     );
     assert!(log.contains("CREATE_COMPLETE"), "{log}");
     assert!(log.contains("2 mount target(s), published"), "{log}");
+    // The deployed image carries the environment's tag, which the repository's
+    // lifecycle never expires: it is the digest the stack pins.
+    let artifacts: Value = serde_json::from_slice(
+        &std::fs::read(harness::repo_root().join(".deployer/local/artifacts.json")).unwrap(),
+    )
+    .unwrap();
+    let digest = artifacts["router"]["digest"].as_str().unwrap().to_string();
+    assert!(log.contains("tagged deployed-local"), "{log}");
+    let skopeo = harness::find_tool("skopeo").unwrap_or_else(|e| panic!("{e}"));
+    let inspected = std::process::Command::new(&skopeo)
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!(
+                "docker://{}/efs-autoscaler/router:deployed-local",
+                registry.host()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(
+        inspected["Digest"],
+        digest.as_str(),
+        "deployed-local names another image"
+    );
 
     // Nothing changed: diff says so and exits 0 with --exit-code; up changes nothing.
     let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);

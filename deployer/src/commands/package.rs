@@ -186,28 +186,7 @@ async fn upload(
     {
         None
     } else {
-        let login = ecr::login(&ecr).await?;
-        let (registry, insecure) = match registry_override {
-            Some((registry, insecure)) => (registry.clone(), *insecure),
-            None => (
-                login
-                    .endpoint
-                    .trim_start_matches("https://")
-                    .trim_end_matches('/')
-                    .to_string(),
-                false,
-            ),
-        };
-        Some(
-            Registry::connect(Destination {
-                registry,
-                repository: bootstrap.repository.clone(),
-                username: login.username.clone(),
-                password: login.password.clone(),
-                insecure,
-            })
-            .await,
-        )
+        Some(connect_registry(&ecr, bootstrap, registry_override).await?)
     };
     let blobs = match &registry {
         Some(registry) => registry.missing(image).await?,
@@ -257,6 +236,67 @@ async fn upload(
         zip: put_zip,
         image: pushed,
     })
+}
+
+/// The bootstrap repository's registry (or `DEPLOYER_REGISTRY_URL`'s), logged in with
+/// ECR's token.
+async fn connect_registry(
+    ecr: &aws_sdk_ecr::Client,
+    bootstrap: &Bootstrap,
+    registry_override: Option<&(String, bool)>,
+) -> miette::Result<Registry> {
+    let login = ecr::login(ecr).await?;
+    let (registry, insecure) = match registry_override {
+        Some((registry, insecure)) => (registry.clone(), *insecure),
+        None => (
+            login
+                .endpoint
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string(),
+            false,
+        ),
+    };
+    Ok(Registry::connect(Destination {
+        registry,
+        repository: bootstrap.repository.clone(),
+        username: login.username.clone(),
+        password: login.password.clone(),
+        insecure,
+    })
+    .await)
+}
+
+/// The tag an environment's deployed image carries: the repository's lifecycle policy
+/// never expires an image with one, so a running environment's next task start can
+/// always pull what its stack pins, whatever other environments push meanwhile.
+pub fn deployed_tag(env: &Environment) -> String {
+    format!(
+        "{}{}",
+        crate::render::context::DEPLOYED_TAG_PREFIX,
+        env.name
+    )
+}
+
+/// Tags the image `packaged` pinned as the environment's deployed one (moving the tag
+/// from the image deployed before, which the lifecycle may then expire).
+pub async fn mark_deployed(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    packaged: &Packaged,
+) -> miette::Result<()> {
+    let Some(bootstrap) = &packaged.bootstrap else {
+        return Ok(());
+    };
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    let registry = connect_registry(&ecr, bootstrap, registry_override()?.as_ref()).await?;
+    let tag = deployed_tag(env);
+    registry.tag(&packaged.artifacts.image, &tag).await?;
+    eprintln!(
+        "router: {}@{} tagged {tag} (kept by the repository's lifecycle)",
+        bootstrap.repository, packaged.artifacts.image.manifest.digest
+    );
+    Ok(())
 }
 
 /// `DEPLOYER_REGISTRY_URL` as (host[:port], plain HTTP allowed).

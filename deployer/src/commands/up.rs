@@ -74,6 +74,7 @@ pub fn run(
                 return Ok(ExitCode::SUCCESS);
             }
             let settled = existing.ok_or_else(|| miette!("{stack} vanished"))?;
+            package::mark_deployed(&sdk, &env, &packaged).await?;
             let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
             report(output, &plan.diff, &settled, &after, "no changes");
             return Ok(ExitCode::SUCCESS);
@@ -126,6 +127,7 @@ pub fn run(
         if settled.status != "CREATE_COMPLETE" && settled.status != "UPDATE_COMPLETE" {
             return Err(failure_report(&cfn, &env, &settled).await);
         }
+        package::mark_deployed(&sdk, &env, &packaged).await?;
         let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
         report(output, &plan.diff, &settled, &after, "deployed");
         Ok(ExitCode::SUCCESS)

@@ -313,10 +313,18 @@ pub struct BootstrapCtx {
     pub noncurrent_days: u32,
     /// ECR lifecycle policy text: keep the newest images only.
     pub lifecycle_policy: String,
+    /// The prefix of the deployed-image tags, which may move.
+    pub deployed_tag_prefix: &'static str,
 }
 
-/// Images kept in the repository; older ones expire.
+/// Images kept in the repository beside the deployed ones; older ones expire.
 const KEEP_IMAGES: u32 = 10;
+/// The tag prefix of an environment's deployed image (`deployed-prod`), which the
+/// lifecycle policy never expires.
+pub const DEPLOYED_TAG_PREFIX: &str = "deployed-";
+/// A bound no repository reaches (one deployed tag per environment): the rule exists to
+/// shield those images from the next one.
+const KEEP_DEPLOYED: u32 = 1000;
 
 fn zone_key(region: &str, zone: &str) -> String {
     zone.strip_prefix(region)
@@ -721,9 +729,16 @@ impl BootstrapContext {
     pub fn new(env: &Environment) -> BootstrapContext {
         let c = &env.config;
         let policy = serde_json::json!({
+            // An image a rule selects is never expired by a rule of lower priority: the
+            // first rule shields every environment's deployed image from the second.
             "rules": [{
                 "rulePriority": 1,
-                "description": format!("keep the newest {KEEP_IMAGES} images"),
+                "description": "never expire an image an environment runs",
+                "selection": { "tagStatus": "tagged", "tagPrefixList": [DEPLOYED_TAG_PREFIX], "countType": "imageCountMoreThan", "countNumber": KEEP_DEPLOYED },
+                "action": { "type": "expire" }
+            }, {
+                "rulePriority": 2,
+                "description": format!("keep the newest {KEEP_IMAGES} other images"),
                 "selection": { "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES },
                 "action": { "type": "expire" }
             }]
@@ -740,7 +755,37 @@ impl BootstrapContext {
                 ecr_repository: env.ecr_repository(),
                 noncurrent_days: 30,
                 lifecycle_policy: policy.to_string(),
+                deployed_tag_prefix: DEPLOYED_TAG_PREFIX,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// ECR evaluates lifecycle rules by priority, and an image a rule selects is never
+    /// expired by a lower one: the deployed images must be selected first.
+    #[test]
+    fn the_lifecycle_never_reaches_a_deployed_image() {
+        let env = crate::config::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments"),
+            "prod",
+        )
+        .unwrap();
+        let policy: serde_json::Value =
+            serde_json::from_str(&BootstrapContext::new(&env).bootstrap.lifecycle_policy).unwrap();
+        let rules = policy["rules"].as_array().unwrap();
+        assert_eq!(rules[0]["rulePriority"], 1);
+        assert_eq!(rules[0]["selection"]["tagStatus"], "tagged");
+        assert_eq!(
+            rules[0]["selection"]["tagPrefixList"][0],
+            DEPLOYED_TAG_PREFIX
+        );
+        assert!(rules[0]["selection"]["countNumber"].as_u64().unwrap() >= 100);
+        assert_eq!(rules[1]["rulePriority"], 2);
+        assert_eq!(rules[1]["selection"]["tagStatus"], "any");
     }
 }
