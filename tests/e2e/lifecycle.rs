@@ -243,6 +243,8 @@ fn bootstrap_up_diff_change_scale_status_down() {
     );
 
     rotate_credentials(&env, &rt, &sdk, &config);
+    let rule = rt.block_on(physical_ids(&sdk, &stack, "AWS::Events::Rule"))[0].clone();
+    interrupted_down_is_undone_by_up(&env, &rt, &sdk, &function, &rule);
 
     // Down: no stack, no scaler-made target, no parameter; the bootstrap stack stays.
     let refused = env.run(&["down", "--env", "local"]);
@@ -386,4 +388,51 @@ fn rotate_credentials(
         "{}",
         text(&finished)
     );
+}
+
+/// A `down` stopped after its first step leaves the scaler's schedule disabled and its
+/// reserved concurrency at 0, outside CloudFormation: `status` says so, and the next
+/// `up` (with nothing to change in the stack) puts both back.
+fn interrupted_down_is_undone_by_up(
+    env: &Env<'_>,
+    rt: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+    function: &str,
+    rule: &str,
+) {
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    // What `down` does first.
+    rt.block_on(
+        lambda
+            .put_function_concurrency()
+            .function_name(function)
+            .reserved_concurrent_executions(0)
+            .send(),
+    )
+    .unwrap();
+    rt.block_on(events.disable_rule().name(rule).send())
+        .unwrap();
+
+    let status = env.ok(&["status", "--env", "local"]);
+    assert!(stdout(&status).contains("STOPPED"), "{}", text(&status));
+    let up = env.ok(&["up", "--env", "local", "--yes"]);
+    let log = stderr(&up);
+    assert!(log.contains("enabled again"), "{log}");
+    assert!(log.contains("reserved concurrency was 0, now 1"), "{log}");
+    let state = rt
+        .block_on(events.describe_rule().name(rule).send())
+        .unwrap();
+    assert_eq!(state.state().map(|s| s.as_str()), Some("ENABLED"));
+    let reserved = rt
+        .block_on(
+            lambda
+                .get_function_concurrency()
+                .function_name(function)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(reserved.reserved_concurrent_executions(), Some(1));
+    let status = env.ok(&["status", "--env", "local"]);
+    assert!(!stdout(&status).contains("STOPPED"), "{}", text(&status));
 }

@@ -37,3 +37,15 @@ pub async fn disable_rule(client: &aws_sdk_eventbridge::Client, name: &str) -> R
         .map_err(|e| Error(AwsError::from_sdk("EventBridge", "DisableRule", e)))?;
     Ok(())
 }
+
+/// Lets the rule fire again (the scaler's schedule, after a teardown that disabled it
+/// did not finish).
+pub async fn enable_rule(client: &aws_sdk_eventbridge::Client, name: &str) -> Result<(), Error> {
+    client
+        .enable_rule()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("EventBridge", "EnableRule", e)))?;
+    Ok(())
+}

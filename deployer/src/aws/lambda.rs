@@ -1,4 +1,5 @@
-//! AWS Lambda: running the scaler once on demand (`deployer invoke`).
+//! AWS Lambda: running the scaler once on demand (`deployer invoke`), and stopping and
+//! restarting it around a teardown.
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{InvocationType, LogType};
@@ -69,13 +70,28 @@ pub async fn invoke(
     })
 }
 
-/// Sets the function's reserved concurrency to 0: every new invocation is refused
-/// (the scaler, before a teardown; runs already going finish).
-pub async fn stop(client: &aws_sdk_lambda::Client, function: &str) -> Result<(), Error> {
+/// The function's reserved concurrency; `None` when none is reserved.
+pub async fn reserved_concurrency(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+) -> Result<Option<i32>, Error> {
+    let out = client
+        .get_function_concurrency()
+        .function_name(function)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("Lambda", "GetFunctionConcurrency", e)))?;
+    Ok(out.reserved_concurrent_executions())
+}
+
+/// Sets the function's reserved concurrency to `n`: 0 refuses every new invocation (the
+/// scaler, before a teardown; runs already going finish), the configured 1 lets it run
+/// again (after a teardown that stopped it did not finish).
+pub async fn reserve(client: &aws_sdk_lambda::Client, function: &str, n: i32) -> Result<(), Error> {
     client
         .put_function_concurrency()
         .function_name(function)
-        .reserved_concurrent_executions(0)
+        .reserved_concurrent_executions(n)
         .send()
         .await
         .map_err(|e| Error(AwsError::from_sdk("Lambda", "PutFunctionConcurrency", e)))?;

@@ -186,7 +186,7 @@ async fn stop_scaler(
     }
     let functions = aws_sdk_lambda::Client::new(sdk);
     for function in of_type(resources, "AWS::Lambda::Function") {
-        lambda::stop(&functions, function).await?;
+        lambda::reserve(&functions, function, 0).await?;
         eprintln!("{function}: stopped (reserved concurrency 0)");
     }
     Ok(())

@@ -136,6 +136,19 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
         };
     }
 
+    if let Some(function) = of_type(&resources, "AWS::Lambda::Function").first() {
+        let functions = aws_sdk_lambda::Client::new(sdk);
+        status["scaler"] = match crate::aws::lambda::reserved_concurrency(&functions, function)
+            .await
+        {
+            // 0 is what `down` sets first: a teardown that did not finish. `up` restores it.
+            Ok(n) => {
+                json!({ "function": function, "reserved_concurrency": n, "stopped": n == Some(0) })
+            }
+            Err(e) => json!({ "function": function, "error": e.to_string() }),
+        };
+    }
+
     let alarm_names: Vec<String> = of_type(&resources, "AWS::CloudWatch::Alarm")
         .into_iter()
         .map(str::to_string)
@@ -264,6 +277,24 @@ pub fn text(status: &Value) -> String {
             schedule["error"]
                 .as_str()
                 .map_or_else(|| s(&schedule["expression"]), str::to_string)
+        );
+    }
+    let scaler = &status["scaler"];
+    if scaler.is_object() {
+        let _ = writeln!(
+            out,
+            "scaler {}: {}",
+            s(&scaler["function"]),
+            if scaler["stopped"] == true {
+                "STOPPED (reserved concurrency 0, as an unfinished `down` leaves it); `deployer up` starts it again".to_string()
+            } else if let Some(e) = scaler["error"].as_str() {
+                e.to_string()
+            } else {
+                format!(
+                    "reserved concurrency {}",
+                    s(&scaler["reserved_concurrency"])
+                )
+            }
         );
     }
     let alarms = status["alarms"].as_array().cloned().unwrap_or_default();

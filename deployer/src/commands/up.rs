@@ -177,11 +177,12 @@ async fn after_deploy(
 ) -> miette::Result<serde_json::Value> {
     // From the stack's resources rather than its outputs: the physical id is what
     // CloudFormation created, whatever the outputs say.
-    let file_system = cloudformation::resources(cfn, &stack.name)
-        .await?
-        .into_iter()
+    let resources = cloudformation::resources(cfn, &stack.name).await?;
+    restore_scaler(sdk, env, &resources).await?;
+    let file_system = resources
+        .iter()
         .find(|(_, kind, _)| kind == "AWS::EFS::FileSystem")
-        .map(|(_, _, id)| id)
+        .map(|(_, _, id)| id.clone())
         .ok_or_else(|| miette!("the stack {} has no AWS::EFS::FileSystem", stack.name))?;
     let file_system = file_system.as_str();
     let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
@@ -216,6 +217,42 @@ async fn after_deploy(
         "mount_targets": list.len(),
         "published": published.written,
     }))
+}
+
+/// Undoes what a `down` that did not finish left behind: it disables the scaler's
+/// schedule and sets its reserved concurrency to 0 outside CloudFormation, so a stack
+/// update that changes neither would leave autoscaling off. Both go back to what the
+/// environment says.
+async fn restore_scaler(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    resources: &[(String, String, String)],
+) -> miette::Result<()> {
+    use crate::aws::{eventbridge, lambda};
+    use crate::commands::status::of_type;
+    let scaler = &env.config.scaler;
+    if scaler.enabled {
+        let events = aws_sdk_eventbridge::Client::new(sdk);
+        for rule in of_type(resources, "AWS::Events::Rule") {
+            if eventbridge::rule(&events, rule).await?.state == "DISABLED" {
+                eventbridge::enable_rule(&events, rule).await?;
+                eprintln!("{rule}: enabled again (an unfinished `down` had disabled it)");
+            }
+        }
+    }
+    let wanted = i32::try_from(scaler.reserved_concurrency).unwrap_or(1);
+    let functions = aws_sdk_lambda::Client::new(sdk);
+    for function in of_type(resources, "AWS::Lambda::Function") {
+        let now = lambda::reserved_concurrency(&functions, function).await?;
+        if now != Some(wanted) {
+            lambda::reserve(&functions, function, wanted).await?;
+            let was = now.map_or_else(|| "none".to_string(), |n| n.to_string());
+            eprintln!(
+                "{function}: reserved concurrency was {was}, now {wanted} (an unfinished `down` leaves it at 0)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The result on stdout: the stack's outputs as `key: value` lines, or one JSON object.
