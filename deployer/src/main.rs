@@ -49,7 +49,12 @@ fn logging(verbose: u8) {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
     let filter = filter_fn(move |meta| match verbose {
-        0 => *meta.level() <= Level::WARN,
+        // The SDK warns about every credential provider it tried; the deployer says
+        // what failed in one sentence, and `-v` shows the SDK's account of it.
+        0 => {
+            *meta.level() <= Level::ERROR
+                || (*meta.level() <= Level::WARN && !meta.target().starts_with("aws_"))
+        }
         1 => {
             *meta.level() <= Level::WARN
                 || meta.target().starts_with("deployer")

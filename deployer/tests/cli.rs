@@ -791,3 +791,82 @@ mod shapes {
         );
     }
 }
+
+/// A new user's first contact with AWS going wrong: one sentence of cause and the command
+/// that fixes it, exit 1, and none of the SDK's provider chain (that is for `-v`).
+mod first_contact {
+    use super::*;
+
+    /// `deployer ARGS` with nothing of the machine's AWS setup: an empty home, no
+    /// instance metadata, plus `vars`.
+    fn bare(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, String) {
+        let home = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_deployer"))
+            .args(args)
+            .arg("--environments-dir")
+            .arg(repo().join("environments"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("NO_COLOR", "1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    }
+
+    fn one_sentence(stderr: &str) {
+        for noise in [
+            "ProviderError",
+            "DispatchFailure",
+            "WARN",
+            "SdkBody",
+            "ConnectorError",
+        ] {
+            assert!(!stderr.contains(noise), "{noise} in:\n{stderr}");
+        }
+        assert!(
+            stderr.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn no_credentials_at_all() {
+        let (code, stderr) = bare(&["status", "--env", "dev"], &[]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+        assert!(stderr.contains("aws configure"), "{stderr}");
+        one_sentence(&stderr);
+    }
+
+    #[test]
+    fn an_unknown_profile() {
+        let (code, stderr) = bare(&["status", "--env", "dev", "--profile", "nope"], &[]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("profile nope"), "{stderr}");
+        assert!(stderr.contains("aws configure list-profiles"), "{stderr}");
+        one_sentence(&stderr);
+    }
+
+    #[test]
+    fn a_refused_endpoint() {
+        let (code, stderr) = bare(
+            &["status", "--env", "local"],
+            &[
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ],
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("Connection refused"), "{stderr}");
+        assert!(
+            stderr.contains("nothing answers at AWS_ENDPOINT_URL=http://127.0.0.1:1"),
+            "{stderr}"
+        );
+        one_sentence(&stderr);
+    }
+}

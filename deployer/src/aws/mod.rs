@@ -38,7 +38,19 @@ impl miette::Diagnostic for Error {
             ErrorKind::AccessDenied => {
                 "check the credentials in use (`aws sts get-caller-identity`, --profile) and their permissions"
             }
-            ErrorKind::Network => "check the network, the region and AWS_ENDPOINT_URL",
+            ErrorKind::Network => {
+                let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+                let message = self.0.message.to_lowercase();
+                return Some(Box::new(match endpoint {
+                    Some(url) if message.contains("refused") => format!(
+                        "nothing answers at AWS_ENDPOINT_URL={url}: start the local endpoint (scripts/local-up) or unset the variable"
+                    ),
+                    _ if message.contains("dns") || message.contains("resolve") => {
+                        "the endpoint's name does not resolve: check the region and the network (a proxy, a VPN)".to_string()
+                    }
+                    _ => "check the network, the region and AWS_ENDPOINT_URL".to_string(),
+                }));
+            }
             ErrorKind::Throttling => "AWS kept throttling after retries; try again in a minute",
             ErrorKind::Service | ErrorKind::Response => return None,
         };
@@ -94,7 +106,12 @@ pub async fn sdk_config(
 /// environment's: deploying prod's template into the dev account (or another region)
 /// is the mistake this catches. An environment without `account_id` (the local one)
 /// checks the region only.
-pub async fn guard(sdk: &SdkConfig, env: &Environment) -> miette::Result<()> {
+pub async fn guard(
+    sdk: &SdkConfig,
+    env: &Environment,
+    profile: Option<&str>,
+) -> miette::Result<()> {
+    credentials(sdk, profile).await?;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     if region != env.config.region {
         return Err(miette::miette!(
@@ -119,4 +136,124 @@ pub async fn guard(sdk: &SdkConfig, env: &Environment) -> miette::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Loads the credentials before the first call, so a person without working ones gets
+/// one sentence of cause and the command that fixes it, instead of the SDK's chain of
+/// provider errors under the first operation's name (`-v` shows the chain).
+pub async fn credentials(sdk: &SdkConfig, profile: Option<&str>) -> miette::Result<()> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err(miette::miette!(
+            help = "run `aws configure` or `aws sso login`, or set AWS_PROFILE",
+            "no AWS credentials are configured"
+        ));
+    };
+    let loaded =
+        tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials()).await;
+    let error = match loaded {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(_) => {
+            return Err(miette::miette!(
+                help =
+                    "check the network (an SSO or STS endpoint may be unreachable), then run again",
+                "loading AWS credentials took longer than 20 s"
+            ));
+        }
+    };
+    tracing::debug!(error = ?error, "loading credentials failed");
+    let (cause, help) = explain_credentials(&runtime::aws::causes(&error), profile);
+    Err(miette::miette!(help = help, "{cause}"))
+}
+
+/// What a credentials failure means for a person, from its causes; the profile named
+/// by `--profile` or `AWS_PROFILE`, when there is one.
+pub fn explain_credentials(causes: &str, profile: Option<&str>) -> (String, String) {
+    let profile = profile
+        .map(str::to_string)
+        .or_else(|| std::env::var("AWS_PROFILE").ok())
+        .filter(|p| !p.is_empty());
+    let lower = causes.to_lowercase();
+    let login = |p: &Option<String>| match p {
+        Some(p) => format!("aws sso login --profile {p}"),
+        None => "aws sso login".to_string(),
+    };
+    if lower.contains("sso") && (lower.contains("expired") || lower.contains("token")) {
+        (
+            format!(
+                "the SSO session{} has expired or was never started",
+                profile
+                    .as_ref()
+                    .map(|p| format!(" of profile {p}"))
+                    .unwrap_or_default()
+            ),
+            format!("run `{}`, then run again", login(&profile)),
+        )
+    } else if lower.contains("profile")
+        && (lower.contains("not defined")
+            || lower.contains("not found")
+            || lower.contains("could not find"))
+    {
+        (
+            format!(
+                "the AWS profile {} is not in the AWS configuration (~/.aws/config, ~/.aws/credentials)",
+                profile.as_deref().unwrap_or("in use")
+            ),
+            "check the name (`aws configure list-profiles`), or create it with `aws configure --profile NAME`".to_string(),
+        )
+    } else if lower.contains("no credentials")
+        || lower.contains("credentials not loaded")
+        || lower.contains("could not load credentials")
+        || lower.contains("imds")
+        || lower.contains("instance metadata")
+    {
+        if let Some(p) = &profile {
+            return (
+                format!("no AWS credentials for the profile {p}: it is not in ~/.aws/config or ~/.aws/credentials, or holds none"),
+                "check the name (`aws configure list-profiles`), or set it up with `aws configure --profile NAME` or `aws configure sso`".to_string(),
+            );
+        }
+        (
+            "no AWS credentials found (environment variables, ~/.aws/credentials and config, SSO, container and instance roles were tried)".to_string(),
+            "run `aws configure` (or `aws sso login`), or pass --profile NAME".to_string(),
+        )
+    } else {
+        (
+            format!("cannot load AWS credentials: {causes}"),
+            "check the profile in use (`aws configure list`) and run with -v for every step"
+                .to_string(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_credentials;
+
+    #[test]
+    fn credential_failures_become_a_cause_and_a_command() {
+        let (cause, help) = explain_credentials(
+            "the SSO token for profile dev has expired: Token is expired",
+            Some("dev"),
+        );
+        assert!(cause.contains("SSO session of profile dev"), "{cause}");
+        assert_eq!(help, "run `aws sso login --profile dev`, then run again");
+        let (cause, _) = explain_credentials(
+            "ProfileFile provider could not be built: profile `x` was not defined",
+            Some("x"),
+        );
+        assert!(
+            cause.contains("profile x is not in the AWS configuration"),
+            "{cause}"
+        );
+        let (cause, help) = explain_credentials(
+            "the credential provider was not enabled: no credentials in the chain",
+            None,
+        );
+        assert!(cause.starts_with("no AWS credentials found"), "{cause}");
+        assert!(help.contains("aws configure"), "{help}");
+        let (cause, _) = explain_credentials("something new", None);
+        assert_eq!(cause, "cannot load AWS credentials: something new");
+    }
 }

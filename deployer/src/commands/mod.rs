@@ -63,6 +63,6 @@ async fn connect(
 ) -> miette::Result<aws_config::SdkConfig> {
     let sdk =
         crate::aws::sdk_config(env, aws_args.profile.as_deref(), aws_args.region.as_deref()).await;
-    crate::aws::guard(&sdk, env).await?;
+    crate::aws::guard(&sdk, env, aws_args.profile.as_deref()).await?;
     Ok(sdk)
 }

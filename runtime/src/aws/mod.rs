@@ -77,6 +77,20 @@ impl fmt::Display for AwsError {
 
 impl StdError for AwsError {}
 
+/// An error and its sources as one line of their `Display` forms, each said once.
+pub fn causes(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
 impl AwsError {
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
@@ -125,9 +139,12 @@ impl AwsError {
                 _ => ErrorKind::Service,
             },
         };
+        // The service's own message, or the causes in words, one after the other: the
+        // SDK's debug form of the whole chain is for `-v`, not for a person.
+        tracing::debug!(service, operation, error = %DisplayErrorContext(&err), "AWS call failed");
         let message = match err.message() {
             Some(m) => m.to_string(),
-            None => DisplayErrorContext(&err).to_string(),
+            None => causes(&err),
         };
         AwsError {
             service,
