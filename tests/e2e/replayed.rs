@@ -263,6 +263,8 @@ fn before_change_set(status: &str) -> Vec<harness::Reply> {
                 "registryId": "123456789012",
                 "repositoryName": "efs-autoscaler/router",
                 "imageDigest": format!("sha256:{}", "0".repeat(64)),
+                // Deployed before: `up` has no tag to add.
+                "imageTags": ["deployed-local"],
             }]}),
         ),
     ]

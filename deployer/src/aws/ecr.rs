@@ -61,17 +61,26 @@ pub async fn login(client: &Client) -> Result<RegistryLogin, Error> {
 
 /// Whether the repository already holds the image with this manifest digest.
 pub async fn image_exists(client: &Client, repository: &str, digest: &str) -> Result<bool, Error> {
+    Ok(image_tags(client, repository, digest).await?.is_some())
+}
+
+/// The tags of the image `digest`; `None` when the repository does not hold it.
+pub async fn image_tags(
+    client: &Client,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<Vec<String>>, Error> {
     let request = client
         .describe_images()
         .repository_name(repository)
         .image_ids(ImageIdentifier::builder().image_digest(digest).build());
     match request.send().await {
-        Ok(out) => Ok(!out.image_details().is_empty()),
+        Ok(out) => Ok(out.image_details().first().map(|d| d.image_tags().to_vec())),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_image_not_found_exception()) =>
         {
-            Ok(false)
+            Ok(None)
         }
         Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "DescribeImages", e))),
     }

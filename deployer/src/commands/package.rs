@@ -289,8 +289,18 @@ pub async fn mark_deployed(
         return Ok(());
     };
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    let registry = connect_registry(&ecr, bootstrap, registry_override()?.as_ref()).await?;
     let tag = deployed_tag(env);
+    let registry_override = registry_override()?;
+    let digest = &packaged.artifacts.image.manifest.digest;
+    // Already tagged (an `up` with nothing new): no write.
+    if registry_override.is_none()
+        && ecr::image_tags(&ecr, &bootstrap.repository, digest)
+            .await?
+            .is_some_and(|tags| tags.contains(&tag))
+    {
+        return Ok(());
+    }
+    let registry = connect_registry(&ecr, bootstrap, registry_override.as_ref()).await?;
     registry.tag(&packaged.artifacts.image, &tag).await?;
     eprintln!(
         "router: {}@{} tagged {tag} (kept by the repository's lifecycle)",
