@@ -103,6 +103,7 @@ fn count_command(
         threads: threads.map_or_else(count::default_threads, usize::from),
         deadline: None,
         exclude,
+        ..CountOptions::default()
     };
     match count::count_files(dir, &options) {
         Ok(c) if c.complete => {

@@ -31,7 +31,14 @@ pub struct CountOptions {
     /// Directories not entered, by path (the router's private state: its sidecars and
     /// uploads in flight are not the application's files).
     pub exclude: Vec<PathBuf>,
+    /// Directories found but not yet listed, at most: a tree that is mostly directories
+    /// (a million siblings) would otherwise hold all their paths at once and exhaust the
+    /// function's memory before the deadline is checked.
+    pub max_pending_dirs: usize,
 }
+
+/// About 100 bytes a pending path: 100 MB at the default.
+pub const MAX_PENDING_DIRS: usize = 1_000_000;
 
 impl Default for CountOptions {
     fn default() -> Self {
@@ -40,6 +47,7 @@ impl Default for CountOptions {
             threads: default_threads(),
             deadline: None,
             exclude: Vec::new(),
+            max_pending_dirs: MAX_PENDING_DIRS,
         }
     }
 }
@@ -71,6 +79,11 @@ pub enum CountError {
     Deadline { counted: u64, elapsed_ms: u128 },
     #[error("a counting thread could not be started: {0}")]
     Thread(io::Error),
+    #[error(
+        "{} holds more than {pending} directories waiting to be counted; the tree is too wide to count in this memory: point TARGET_DIRECTORY at a smaller tree or raise the function's memory",
+        path.display()
+    )]
+    TooWide { path: PathBuf, pending: usize },
 }
 
 /// Counts regular files under `root` (recursively; directories, symlinks, sockets,
@@ -112,6 +125,7 @@ pub fn count_files(root: &Path, options: &CountOptions) -> Result<Count, CountEr
         deadline: options.deadline,
         root: root.to_path_buf(),
         exclude: options.exclude.clone(),
+        max_pending: options.max_pending_dirs.max(1),
     };
     let threads = options.threads.max(1);
     std::thread::scope(|scope| {
@@ -176,6 +190,7 @@ struct Walk {
     deadline: Option<Instant>,
     root: PathBuf,
     exclude: Vec<PathBuf>,
+    max_pending: usize,
 }
 
 /// A worker that panicked cannot leave the queue or the outcome half-updated in a way
@@ -191,6 +206,17 @@ impl Walk {
             let result = self.list(&dir, &mut subdirs);
             let mut queue = lock(&self.queue);
             queue.busy -= 1;
+            let result = result.and_then(|()| {
+                let pending = queue.dirs.len() + subdirs.len();
+                if pending > self.max_pending {
+                    Err(Stop::Failed(CountError::TooWide {
+                        path: dir.clone(),
+                        pending: self.max_pending,
+                    }))
+                } else {
+                    Ok(())
+                }
+            });
             match result {
                 Ok(()) => queue.dirs.append(&mut subdirs),
                 Err(stop) => {
@@ -256,7 +282,22 @@ impl Walk {
             }
         };
         let mut local = 0u64;
+        // Entries of any kind since the last check: a directory of directories must be
+        // bounded by the deadline and the pending limit as one of files is.
+        let mut seen = 0u64;
         for entry in entries {
+            seen += 1;
+            if seen == PUBLISH_EVERY {
+                self.publish(local)?;
+                local = 0;
+                seen = 0;
+                if subdirs.len() > self.max_pending {
+                    return Err(Stop::Failed(CountError::TooWide {
+                        path: dir.to_path_buf(),
+                        pending: self.max_pending,
+                    }));
+                }
+            }
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(source) => {
@@ -280,10 +321,6 @@ impl Walk {
             };
             if kind.is_file() {
                 local += 1;
-                if local == PUBLISH_EVERY {
-                    self.publish(local)?;
-                    local = 0;
-                }
             } else if kind.is_dir() {
                 let path = entry.path();
                 if !self.exclude.contains(&path) {

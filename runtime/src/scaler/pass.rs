@@ -307,6 +307,7 @@ impl Pass<'_> {
             threads: self.config.count_threads,
             deadline: Some(self.options.deadline.instant()),
             exclude: self.config.exclude.clone(),
+            ..CountOptions::default()
         };
         let joined = tokio::task::spawn_blocking(move || count::count_files(&root, &options)).await;
         match joined {

@@ -238,3 +238,29 @@ fn excluded_directories_are_not_entered() {
         }
     );
 }
+
+/// A tree of directories alone: the deadline and the pending limit bound it as they
+/// bound files (a million sibling directories held the function's memory before).
+#[test]
+fn a_tree_of_directories_is_bounded_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        fs::create_dir(tmp.path().join(format!("d{i}"))).unwrap();
+    }
+    let err = count_files(
+        tmp.path(),
+        &CountOptions {
+            max_pending_dirs: 100,
+            ..opts(1)
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, CountError::TooWide { pending: 100, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("too wide"), "{err}");
+    // Within the limit the same tree counts (no files).
+    let counted = count_files(tmp.path(), &opts(2)).unwrap();
+    assert_eq!((counted.files, counted.complete), (0, true));
+}
