@@ -69,10 +69,17 @@ async fn serve(listener: TcpListener, upstream: Upstream, mut first: Option<TlsS
     };
     loop {
         let local = match listener.accept().await {
-            Ok((stream, peer)) if peer_is_ours(peer, ours) => stream,
-            Ok((_, peer)) => {
-                tracing::warn!(target = %upstream.address, %peer, "refused a connection to the TLS forwarder from another process");
-                continue;
+            Ok((stream, peer)) => {
+                // Reading /proc is file I/O (a scan of every descriptor): on the blocking
+                // pool, not on a worker that other connections' I/O runs on.
+                let is_ours = tokio::task::spawn_blocking(move || peer_is_ours(peer, ours))
+                    .await
+                    .unwrap_or(false);
+                if !is_ours {
+                    tracing::warn!(target = %upstream.address, %peer, "refused a connection to the TLS forwarder from another process");
+                    continue;
+                }
+                stream
             }
             Err(e) => {
                 tracing::warn!(target = %upstream.address, error = %e, "TLS forwarder cannot accept");
