@@ -220,6 +220,49 @@ fn bootstrap_then_package_uploads_once() {
         "{}",
         text(&out)
     );
+
+    // Something else at the zip's key (damaged, or put by another hand): not trusted for
+    // its name, the zip goes up again and the bucket holds what was built.
+    let bucket = a["scaler"]["bucket"].as_str().unwrap().to_string();
+    let key = a["scaler"]["key"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt.block_on(async {
+        let sdk = moto.sdk_config("ap-northeast-1").await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        )
+    });
+    rt.block_on(
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(b"not the zip".to_vec().into())
+            .send(),
+    )
+    .unwrap();
+    let out = run(&["package", "--env", "local"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let stored = rt
+        .block_on(async {
+            s3.get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+        })
+        .unwrap()
+        .into_bytes();
+    assert_eq!(
+        stored.len() as u64,
+        a["scaler"]["size"].as_u64().unwrap(),
+        "the damaged object was trusted"
+    );
 }
 
 /// A registry that refuses the credentials: exit 1 naming the registry and what to

@@ -236,6 +236,31 @@ fn main_stack() -> String {
 const CHANGE_SET: &str =
     "arn:aws:cloudformation:ap-northeast-1:123456789012:changeSet/deployer-1/abc";
 
+/// The SHA-256 (base64) of the scaler zip this tree builds: what S3 reports for an
+/// object `up` uploaded before. Built once, without AWS (`package --no-upload`).
+fn built_zip_sha256() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        use base64::Engine as _;
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().to_str().unwrap();
+        let built = run(
+            &["package", "--env", "local", "--no-upload", "--out", dir],
+            &[],
+        );
+        assert!(built.status.success(), "{}", text(&built));
+        let artifacts: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("artifacts.json")).unwrap())
+                .unwrap();
+        let hex = artifacts["scaler"]["sha256"].as_str().unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    })
+}
+
 /// The calls every `up` makes before its change set: the bootstrap stack's outputs, the
 /// stack's state, and the artifacts found already uploaded (S3 HEAD, ECR DescribeImages).
 fn before_change_set(status: &str) -> Vec<harness::Reply> {
@@ -255,7 +280,8 @@ fn before_change_set(status: &str) -> Vec<harness::Reply> {
     vec![
         cfn::describe(&bootstrap),
         cfn::describe(&Stack::new(&main_stack(), status)),
-        harness::Reply::rest("HEAD", 200),
+        // The zip is there, with the checksum S3 keeps for it.
+        harness::Reply::rest("HEAD", 200).header("x-amz-checksum-sha256", built_zip_sha256()),
         harness::Reply::json(
             "DescribeImages",
             200,

@@ -16,10 +16,35 @@ pub fn client(sdk: &aws_config::SdkConfig) -> Client {
     Client::from_conf(config)
 }
 
-/// Whether `key` exists in `bucket` (HEAD; nothing is downloaded).
-pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool, Error> {
-    match client.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => Ok(true),
+/// A bucket the deployer writes to, and the account that must own it: every call names
+/// it (`ExpectedBucketOwner`), so a bucket of the same name in another account (after
+/// ours was deleted, say) is never read from or written to.
+#[derive(Debug, Clone)]
+pub struct Bucket<'a> {
+    pub name: &'a str,
+    /// `None` only for a local endpoint, which has no accounts.
+    pub owner: Option<&'a str>,
+}
+
+/// Whether `key` holds exactly the bytes whose SHA-256 is `sha256_base64` (HEAD with the
+/// stored checksum; nothing is downloaded). An object there with another digest, or
+/// none recorded, does not count: it is uploaded again.
+pub async fn holds(
+    client: &Client,
+    bucket: &Bucket<'_>,
+    key: &str,
+    sha256_base64: &str,
+) -> Result<bool, Error> {
+    let head = client
+        .head_object()
+        .bucket(bucket.name)
+        .set_expected_bucket_owner(bucket.owner.map(str::to_string))
+        .key(key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await;
+    match head {
+        Ok(out) => Ok(out.checksum_sha256() == Some(sha256_base64)),
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
         Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "HeadObject", e))),
     }
@@ -29,7 +54,7 @@ pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool, Er
 /// refuses a body that arrived damaged; nothing is stored under the key then.
 pub async fn put(
     client: &Client,
-    bucket: &str,
+    bucket: &Bucket<'_>,
     key: &str,
     bytes: Vec<u8>,
     sha256_base64: &str,
@@ -37,9 +62,13 @@ pub async fn put(
 ) -> Result<(), Error> {
     client
         .put_object()
-        .bucket(bucket)
+        .bucket(bucket.name)
+        .set_expected_bucket_owner(bucket.owner.map(str::to_string))
         .key(key)
         .body(ByteStream::from(bytes))
+        // The algorithm named with its value: S3 keeps the checksum with the object, and
+        // `holds` compares it on the next run.
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
         .checksum_sha256(sha256_base64)
         .content_type(content_type)
         .send()

@@ -121,6 +121,7 @@ pub async fn build_and_upload(
             upload(
                 sdk,
                 bootstrap,
+                env.config.account_id.as_deref(),
                 &artifacts,
                 registry_override.as_ref(),
                 progress,
@@ -172,13 +173,18 @@ struct Pushed {
 async fn upload(
     sdk: &aws_config::SdkConfig,
     bootstrap: &Bootstrap,
+    account: Option<&str>,
     artifacts: &Artifacts,
     registry_override: Option<&(String, bool)>,
     progress: &Progress,
 ) -> miette::Result<Uploaded> {
     let s3 = s3::client(sdk);
     let key = artifacts.zip.key();
-    let put_zip = !s3::exists(&s3, &bootstrap.bucket, &key).await?;
+    let bucket = s3::Bucket {
+        name: &bootstrap.bucket,
+        owner: account,
+    };
+    let put_zip = !s3::holds(&s3, &bucket, &key, &artifacts.zip.sha256_base64()).await?;
     let ecr = aws_sdk_ecr::Client::new(sdk);
     let image = &artifacts.image;
     let registry = if registry_override.is_none()
@@ -206,7 +212,7 @@ async fn upload(
     if put_zip {
         s3::put(
             &s3,
-            &bootstrap.bucket,
+            &bucket,
             &key,
             artifacts.zip.bytes.clone(),
             &artifacts.zip.sha256_base64(),

@@ -102,15 +102,20 @@ pub async fn submission(
             env.name,
             crate::package::hex(&digest)
         );
+        use base64::Engine;
         let client = s3::client(sdk);
-        if !s3::exists(&client, bucket, &key).await? {
-            use base64::Engine;
+        let sha256 = base64::engine::general_purpose::STANDARD.encode(digest);
+        let artifacts = s3::Bucket {
+            name: bucket,
+            owner: env.config.account_id.as_deref(),
+        };
+        if !s3::holds(&client, &artifacts, &key, &sha256).await? {
             s3::put(
                 &client,
-                bucket,
+                &artifacts,
                 &key,
                 main.as_bytes().to_vec(),
-                &base64::engine::general_purpose::STANDARD.encode(digest),
+                &sha256,
                 "application/yaml",
             )
             .await?;
