@@ -715,6 +715,37 @@ mod shapes {
         }
     }
 
+    /// The key lets CloudWatch Logs use it for this stack's log groups only, and every log
+    /// group of the stack is among them.
+    #[test]
+    fn the_log_key_serves_this_stacks_log_groups_only() {
+        let dir = examples(&[]);
+        let t = render(dir.path(), "sidecar");
+        let key = resource(&t, "EncryptionKey");
+        let grant = &key[key.find("Sid: LogGroupsOfThisAccount").unwrap()..];
+        let grant = &grant[..grant.find("- Sid: AlarmsPublishToTheTopic").unwrap()];
+        assert!(!grant.contains("log-group:*"), "{grant}");
+        let patterns: Vec<&str> = grant
+            .lines()
+            .filter_map(|l| l.split("log-group:").nth(1))
+            .map(|p| p.trim_end_matches('"').trim_end_matches('*'))
+            .collect();
+        assert_eq!(patterns.len(), 3, "{grant}");
+        for line in t
+            .lines()
+            .filter(|l| l.trim_start().starts_with("LogGroupName: \""))
+        {
+            let name = line
+                .trim_start()
+                .trim_start_matches("LogGroupName: ")
+                .trim_matches('"');
+            assert!(
+                patterns.iter().any(|p| name.starts_with(p)),
+                "{name} is not covered by {patterns:?}"
+            );
+        }
+    }
+
     /// Renders `bad` over the examples' directory; exit 1 and every fragment in stderr.
     fn refused(contents: &str, expected: &[&str]) {
         let dir = examples(&[("bad.yaml", contents)]);
