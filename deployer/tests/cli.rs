@@ -746,6 +746,33 @@ mod shapes {
         }
     }
 
+    /// Every VPC endpoint has a policy that admits this account's principals (and, on S3,
+    /// ECR's layer bucket), never the whole of AWS.
+    #[test]
+    fn every_vpc_endpoint_admits_this_account_only() {
+        let envs = repo().join("environments");
+        for env in ENVS {
+            let t = render(&envs, env);
+            let endpoints: Vec<String> = t
+                .lines()
+                .filter(|l| {
+                    l.ends_with("Endpoint:") && l.starts_with("  ") && !l.starts_with("   ")
+                })
+                .map(|l| l.trim().trim_end_matches(':').to_string())
+                .filter(|name| resource(&t, name).contains("Type: AWS::EC2::VPCEndpoint"))
+                .collect();
+            assert!(!endpoints.is_empty(), "{env}");
+            for name in endpoints {
+                let r = resource(&t, &name);
+                assert!(
+                    r.contains("PolicyDocument:")
+                        && r.contains("\"aws:PrincipalAccount\": !Ref AWS::AccountId"),
+                    "{env} {name}: {r}"
+                );
+            }
+        }
+    }
+
     /// Renders `bad` over the examples' directory; exit 1 and every fragment in stderr.
     fn refused(contents: &str, expected: &[&str]) {
         let dir = examples(&[("bad.yaml", contents)]);

@@ -10,36 +10,43 @@ use crate::config::{
 };
 
 /// AWS services the scaler and the tasks call, reached through interface endpoints when
-/// the environment has no NAT. S3 (image layers) uses the free gateway endpoint instead.
-const INTERFACE_ENDPOINTS: &[(&str, &str, &str)] = &[
+/// the environment has no NAT: logical-id part, endpoint service, IAM action prefix (what
+/// the endpoint's policy admits), why. S3 (image layers) uses the free gateway endpoint.
+const INTERFACE_ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     (
         "ElasticFileSystem",
+        "elasticfilesystem",
         "elasticfilesystem",
         "the scaler describes and creates mount targets",
     ),
     (
         "Ssm",
         "ssm",
+        "ssm",
         "the scaler writes and the router reads the mount-target list",
     ),
     (
         "Ecs",
+        "ecs",
         "ecs",
         "the scaler forces a new deployment of the router service",
     ),
     (
         "EcrApi",
         "ecr.api",
+        "ecr",
         "tasks authenticate to the image repository",
     ),
-    ("EcrDkr", "ecr.dkr", "tasks pull the router image"),
+    ("EcrDkr", "ecr.dkr", "ecr", "tasks pull the router image"),
     (
         "SecretsManager",
+        "secretsmanager",
         "secretsmanager",
         "tasks receive the router's S3 key pair",
     ),
     (
         "Logs",
+        "logs",
         "logs",
         "tasks ship their logs with the awslogs driver",
     ),
@@ -144,6 +151,8 @@ pub struct NetworkCtx {
 pub struct Endpoint {
     pub key: String,
     pub service: String,
+    /// The IAM prefix of the service's actions (`ecr` for both ECR endpoints).
+    pub actions: String,
     pub why: String,
 }
 
@@ -518,9 +527,10 @@ impl Context {
                 endpoints: !nat,
                 interface_endpoints: INTERFACE_ENDPOINTS
                     .iter()
-                    .map(|(key, service, why)| Endpoint {
+                    .map(|(key, service, actions, why)| Endpoint {
                         key: key.to_string(),
                         service: service.to_string(),
+                        actions: format!("{actions}:*"),
                         why: why.to_string(),
                     })
                     .collect(),
