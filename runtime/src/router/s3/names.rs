@@ -8,7 +8,14 @@
 //!   another file, or no file;
 //! - a NUL or other control character: NFS forbids NUL, and the others break the tools
 //!   people use on the same files;
-//! - a segment over 255 bytes (NFS and EFS refuse longer names).
+//! - a segment over 255 bytes (NFS and EFS refuse longer names);
+//! - more than [`MAX_SEGMENTS`] segments: each directory level is a MKDIR on the first
+//!   PUT and a lookup on every one after, so one hostile key must not cost hundreds.
+//!
+//! Names are stored as the bytes the client sent, as S3 and POSIX keep them: no Unicode
+//! normalisation (`é` as one code point and as `e` plus a combining accent are two keys,
+//! as in S3), and bidirectional-override and zero-width characters are allowed, as S3
+//! allows them; a tool that lists the files shows them as they are.
 //!
 //! A key ending in `/` (the "folder" objects consoles make) is the directory itself.
 //!
@@ -25,6 +32,9 @@ pub const RESERVED: &str = ".efs-router";
 
 /// S3's limit on key length, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Path segments a key may have (directory levels plus the name).
+pub const MAX_SEGMENTS: usize = 100;
 
 /// An object's place: its bucket, its key, and the file (or, for a key ending in `/`,
 /// the directory) that holds it.
@@ -108,6 +118,15 @@ pub fn check_key(key: &str) -> Result<(), S3Error> {
         ));
     }
     let body = key.strip_suffix('/').unwrap_or(key);
+    let segments = body.split('/').count();
+    if segments > MAX_SEGMENTS {
+        return Err(invalid_key(
+            key,
+            &format!(
+                "the key has {segments} `/`-separated segments; at most {MAX_SEGMENTS} are allowed (each is a directory level)"
+            ),
+        ));
+    }
     for segment in body.split('/') {
         match segment {
             "" => {
@@ -188,12 +207,21 @@ mod tests {
             object("photos", "測 x").unwrap().path.as_str(),
             "photos/測 x"
         );
+        // No normalisation: composed and decomposed forms are two keys, as in S3.
+        assert_ne!(
+            object("photos", "caf\u{e9}").unwrap().path,
+            object("photos", "cafe\u{301}").unwrap().path
+        );
+        // The deepest key allowed.
+        let deepest = format!("{}x", "k/".repeat(MAX_SEGMENTS - 1));
+        assert!(object("photos", &deepest).is_ok());
     }
 
     #[test]
     fn keys_that_cannot_be_file_names_are_refused() {
         let long_segment = "n".repeat(256);
         let long_key = "k/".repeat(513);
+        let deep_key = format!("{}x", "k/".repeat(MAX_SEGMENTS));
         let cases: &[(&str, S3ErrorCode)] = &[
             ("", S3ErrorCode::InvalidArgument),
             ("/a", S3ErrorCode::InvalidArgument),
@@ -208,6 +236,7 @@ mod tests {
             ("/", S3ErrorCode::InvalidArgument),
             (&long_segment, S3ErrorCode::KeyTooLongError),
             (&long_key, S3ErrorCode::KeyTooLongError),
+            (&deep_key, S3ErrorCode::InvalidArgument),
         ];
         for (key, code) in cases {
             match object("photos", key) {
