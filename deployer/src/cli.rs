@@ -130,6 +130,11 @@ pub struct UpArgs {
     /// Create the change set and show it, but do not execute it.
     #[arg(long, conflicts_with = "yes")]
     pub no_exec: bool,
+    /// Let this deploy replace or remove the named resource (the file system or a mount
+    /// target: its data, or its clients' connection); repeat for several. Without it
+    /// such a change is refused before anything runs.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    pub allow_replacement: Vec<String>,
 }
 
 /// Where AWS calls go. Credentials come from the standard chain (environment, profiles,

@@ -155,6 +155,59 @@ fn bootstrap_up_diff_change_scale_status_down() {
     let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
     assert!(stdout(&diff).contains("no changes"), "{}", text(&diff));
 
+    // The stack's policy guards the file system and the stack's mount targets.
+    let policy = rt.block_on(async {
+        aws_sdk_cloudformation::Client::new(&sdk)
+            .get_stack_policy()
+            .stack_name(&stack)
+            .send()
+            .await
+            .unwrap()
+            .stack_policy_body()
+            .unwrap_or_default()
+            .to_string()
+    });
+    for guarded in [
+        "LogicalResourceId/FileSystem",
+        "LogicalResourceId/MountTargetA",
+    ] {
+        assert!(policy.contains(guarded), "{guarded} not guarded: {policy}");
+    }
+    // A change that replaces the file system: shown as data at risk, and refused
+    // before anything runs unless the command names it.
+    let with_threshold = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(
+        &local,
+        with_threshold.replacen(
+            "\nefs:\n",
+            "\nefs:\n  performance_mode: maxIO\n  throughput_mode: bursting\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let diff = env.run(&["diff", "--env", "local"]);
+    assert!(
+        stdout(&diff).contains("!! DATA: FileSystem would be replaced"),
+        "{}",
+        text(&diff)
+    );
+    let refused = env.run(&["up", "--env", "local", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        stderr(&refused).contains("would replace or remove FileSystem")
+            && stderr(&refused).contains("--allow-replacement FileSystem")
+            && stderr(&refused).contains("nothing was changed"),
+        "{}",
+        text(&refused)
+    );
+    std::fs::write(&local, with_threshold).unwrap();
+    let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
+    assert!(
+        stdout(&diff).contains("no changes"),
+        "refused up changed something: {}",
+        text(&diff)
+    );
+
     // The deployed function has the new threshold; the scaler, run once with its
     // environment and a tiny threshold, adds the third mount target.
     let (function, file_system) = rt.block_on(async {

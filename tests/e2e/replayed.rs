@@ -23,6 +23,18 @@ fn bootstrap_template() -> String {
         .bootstrap
 }
 
+/// The stack policy `up` keeps on the local stack (guarding its file system and mount
+/// targets), as a stack that already has it answers GetStackPolicy.
+fn guarded_stack_policy() -> harness::Reply {
+    let env = deployer::config::load(&repo_root().join("environments"), "local").unwrap();
+    let main = deployer::render::Renderer::new()
+        .unwrap()
+        .render(&env)
+        .unwrap()
+        .main;
+    cfn::get_stack_policy(&deployer::render::stack_policy(&main, &[]))
+}
+
 fn bootstrap(replay: &AwsReplay) -> std::process::Output {
     let env = replay.env();
     run(&["bootstrap", "--env", "local"], &as_refs(&env))
@@ -280,6 +292,7 @@ fn before_change_set(status: &str) -> Vec<harness::Reply> {
     vec![
         cfn::describe(&bootstrap),
         cfn::describe(&Stack::new(&main_stack(), status)),
+        guarded_stack_policy(),
         // The zip is there, with the checksum S3 keeps for it.
         harness::Reply::rest("HEAD", 200).header("x-amz-checksum-sha256", built_zip_sha256()),
         harness::Reply::json(

@@ -567,3 +567,29 @@ pub async fn resources(
     }
     Ok(out)
 }
+
+/// Sets the stack's policy (what updates may do to which resources).
+pub async fn set_stack_policy(client: &Client, stack: &str, policy: &str) -> Result<(), Error> {
+    client
+        .set_stack_policy()
+        .stack_name(stack)
+        .stack_policy_body(policy)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "SetStackPolicy", e)))?;
+    Ok(())
+}
+
+/// The stack's policy, when it has one.
+pub async fn get_stack_policy(client: &Client, stack: &str) -> Result<Option<String>, Error> {
+    let out = client
+        .get_stack_policy()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "GetStackPolicy", e)))?;
+    Ok(out
+        .stack_policy_body()
+        .map(str::to_string)
+        .filter(|b| !b.is_empty()))
+}

@@ -20,7 +20,7 @@ use crate::commands::{bootstrap, package, plan};
 use crate::config::{self, Environment};
 use crate::diff::format;
 use crate::progress::Progress;
-use crate::render::Renderer;
+use crate::render::{self, Renderer};
 
 /// How often a running stack operation is polled.
 const POLL: Duration = Duration::from_secs(2);
@@ -74,6 +74,8 @@ pub fn run(
                 return Ok(ExitCode::SUCCESS);
             }
             let settled = existing.ok_or_else(|| miette!("{stack} vanished"))?;
+            // A stack deployed before the guard existed gets it now.
+            ensure_stack_policy(&cfn, &stack, &render::stack_policy(&rendered.main, &[])).await?;
             package::mark_deployed(&sdk, &env, &packaged).await?;
             let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
             report(output, &plan.diff, &settled, &after, "no changes");
@@ -90,6 +92,30 @@ pub fn run(
             ));
         }
         eprint!("{}", format::text(&plan.diff));
+        // Before anything runs: a change that replaces or removes the file system or a
+        // mount target happens only when the command names it.
+        let refused: Vec<&str> = plan
+            .diff
+            .endangered()
+            .into_iter()
+            .map(|r| r.logical_id.as_str())
+            .filter(|id| !args.allow_replacement.iter().any(|a| a == id))
+            .collect();
+        if !refused.is_empty() && !args.no_exec {
+            let _ = plan.discard(&cfn).await;
+            let flags: Vec<String> = refused
+                .iter()
+                .map(|id| format!("--allow-replacement {id}"))
+                .collect();
+            return Err(miette!(
+                help = format!(
+                    "if that is intended (the data is backed up, or this environment's data may go), run again with {}",
+                    flags.join(" ")
+                ),
+                "this change would replace or remove {}, which holds the environment's data or its clients' connections; nothing was changed",
+                refused.join(", ")
+            ));
+        }
         if args.no_exec {
             eprintln!(
                 "change set {change_set} is ready for review and was not executed; run `deployer up --env {}` to deploy, or `aws cloudformation execute-change-set --change-set-name {change_set}`",
@@ -113,10 +139,20 @@ pub fn run(
         }
 
         let marker = follow::marker(&cfn, &stack).await?;
+        let guarded = render::stack_policy(&rendered.main, &[]);
+        if existing.is_some() && !args.allow_replacement.is_empty() {
+            // The stack's own guard, for this update: lifted for what was allowed only.
+            let during = render::stack_policy(&rendered.main, &args.allow_replacement);
+            cloudformation::set_stack_policy(&cfn, &stack, &during).await?;
+        }
         cloudformation::execute_change_set(&cfn, &stack, &change_set).await?;
         let settled = tokio::select! {
             settled = follow::follow(&cfn, &stack, marker, POLL, &progress) => settled?,
             _ = tokio::signal::ctrl_c() => {
+                if !args.allow_replacement.is_empty() {
+                    // Best effort: the guard lifted for this update goes back on.
+                    let _ = cloudformation::set_stack_policy(&cfn, &stack, &guarded).await;
+                }
                 eprintln!(
                     "\ninterrupted: CloudFormation keeps deploying {stack} on its own. Follow it with `deployer status --env {}`, or `aws cloudformation describe-stack-events --stack-name {stack}`",
                     env.name
@@ -124,9 +160,13 @@ pub fn run(
                 return Ok(ExitCode::from(INTERRUPTED));
             }
         };
+        // Whatever happened, the guard is whole again (a failed update rolled back to
+        // resources it still protects).
+        let guarded_again = ensure_stack_policy(&cfn, &stack, &guarded).await;
         if settled.status != "CREATE_COMPLETE" && settled.status != "UPDATE_COMPLETE" {
             return Err(failure_report(&cfn, &env, &settled).await);
         }
+        guarded_again?;
         package::mark_deployed(&sdk, &env, &packaged).await?;
         let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
         report(output, &plan.diff, &settled, &after, "deployed");
@@ -223,6 +263,20 @@ async fn after_deploy(
 /// schedule and sets its reserved concurrency to 0 outside CloudFormation, so a stack
 /// update that changes neither would leave autoscaling off. Both go back to what the
 /// environment says.
+/// Makes the stack's policy `policy`, writing only when it differs (compared as JSON).
+async fn ensure_stack_policy(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    policy: &str,
+) -> miette::Result<()> {
+    let current = cloudformation::get_stack_policy(cfn, stack).await?;
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+    if current.as_deref().and_then(parse) != parse(policy) {
+        cloudformation::set_stack_policy(cfn, stack, policy).await?;
+    }
+    Ok(())
+}
+
 async fn restore_scaler(
     sdk: &aws_config::SdkConfig,
     env: &Environment,

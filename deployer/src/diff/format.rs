@@ -107,6 +107,9 @@ pub fn text(diff: &Diff) -> String {
             let _ = write!(line, "  {note}");
         }
         let _ = writeln!(out, "{}", line.trim_end());
+        if r.endangers_data() {
+            let _ = writeln!(out, "{}", red(&danger(r)));
+        }
         for p in &r.properties {
             let replaces = if p.replaces { "  (replaces)" } else { "" };
             if p.before.is_none() && p.after.is_none() {
@@ -158,6 +161,37 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+/// What replacing or removing a resource of [`super::DATA_TYPES`] means.
+pub fn danger(r: &ResourceChange) -> String {
+    let what = if r.action == Action::Remove {
+        "removed"
+    } else {
+        "replaced"
+    };
+    let consequence = if r.resource_type == "AWS::EFS::FileSystem" {
+        "every file on it is lost to this stack (deleted with `deletion_policy: delete`, left behind with `retain`), and the router starts on an empty file system"
+    } else {
+        "clients using it lose their connection until a new one is published"
+    };
+    format!(
+        "    !! DATA: {} would be {what}: {consequence}. `deployer up` refuses unless run with --allow-replacement {}",
+        r.logical_id, r.logical_id
+    )
+}
+
+/// Red on a terminal that takes colour (`NO_COLOR` unset); as it is otherwise, so files,
+/// pipes and tests get plain text.
+fn red(text: &str) -> String {
+    use std::io::IsTerminal as _;
+    let colour = std::env::var_os("NO_COLOR").is_none()
+        && (std::io::stdout().is_terminal() || std::io::stderr().is_terminal());
+    if colour {
+        format!("\x1b[1;31m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
 pub fn markdown(diff: &Diff) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -168,6 +202,9 @@ pub fn markdown(diff: &Diff) -> String {
         diff.against,
         summary(diff)
     );
+    for r in diff.endangered() {
+        let _ = writeln!(out, "> [!CAUTION]\n> {}\n", cell(danger(r).trim()));
+    }
     if diff.replaced() > 0 {
         let _ = writeln!(
             out,

@@ -73,6 +73,18 @@ pub struct ResourceChange {
     pub properties: Vec<PropertyChange>,
 }
 
+/// Resource types whose replacement or removal loses data or cuts every client off: the
+/// file system (its files) and the mount targets the stack owns.
+pub const DATA_TYPES: &[&str] = &["AWS::EFS::FileSystem", "AWS::EFS::MountTarget"];
+
+impl ResourceChange {
+    /// This change replaces or removes a resource of [`DATA_TYPES`].
+    pub fn endangers_data(&self) -> bool {
+        DATA_TYPES.contains(&self.resource_type.as_str())
+            && (self.action == Action::Remove || self.replacement != Replacement::No)
+    }
+}
+
 /// A changed key of a flat map (parameters, outputs, resolved configuration).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ValueChange {
@@ -112,6 +124,14 @@ impl Diff {
             && self.parameters.is_empty()
             && self.outputs.is_empty()
             && self.config.is_empty()
+    }
+
+    /// The changes that replace or remove the file system or a mount target.
+    pub fn endangered(&self) -> Vec<&ResourceChange> {
+        self.resources
+            .iter()
+            .filter(|r| r.endangers_data())
+            .collect()
     }
 
     pub fn count(&self, action: Action) -> usize {

@@ -275,3 +275,42 @@ impl HelperDef for TagsHelper {
         )))
     }
 }
+
+/// The stack policy for a rendered main template: no update may replace or delete the
+/// file system or a mount target the stack owns (their data, or every client's
+/// connection), except the logical ids in `allowed`, for the one update that asked. It
+/// guards the stack against every tool, not only the deployer (a console update,
+/// `aws cloudformation update-stack`).
+pub fn stack_policy(main_template: &str, allowed: &[String]) -> String {
+    let guarded: Vec<String> = crate::diff::template::parse(main_template, "the rendered template")
+        .ok()
+        .and_then(|t| t.get("Resources").and_then(|r| r.as_object()).cloned())
+        .map(|resources| {
+            resources
+                .iter()
+                .filter(|(id, r)| {
+                    !allowed.contains(id)
+                        && r.get("Type")
+                            .and_then(|t| t.as_str())
+                            .is_some_and(|t| crate::diff::DATA_TYPES.contains(&t))
+                })
+                .map(|(id, _)| format!("LogicalResourceId/{id}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut statements = vec![serde_json::json!({
+        "Effect": "Allow",
+        "Action": "Update:*",
+        "Principal": "*",
+        "Resource": "*",
+    })];
+    if !guarded.is_empty() {
+        statements.push(serde_json::json!({
+            "Effect": "Deny",
+            "Action": ["Update:Replace", "Update:Delete"],
+            "Principal": "*",
+            "Resource": guarded,
+        }));
+    }
+    serde_json::json!({ "Statement": statements }).to_string()
+}

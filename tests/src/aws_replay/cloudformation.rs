@@ -350,3 +350,20 @@ pub fn list_stack_resources(resources: &[(&str, &str, &str)]) -> Reply {
         ),
     )
 }
+
+/// GetStackPolicy answering with `policy` (JSON text).
+pub fn get_stack_policy(policy: &str) -> Reply {
+    let escaped = policy
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    Reply::xml(
+        "GetStackPolicy",
+        200,
+        response(
+            "GetStackPolicy",
+            &format!("<StackPolicyBody>{escaped}</StackPolicyBody>"),
+        ),
+    )
+}
