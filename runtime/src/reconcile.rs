@@ -54,6 +54,10 @@ pub struct Published {
     pub written: bool,
     /// The previous value could not be read as a list (it is replaced).
     pub previous_unreadable: Option<ModelError>,
+    /// Another writer published between this call's read and its write (the version
+    /// moved by more than this write): the value now may rest on an older view of the
+    /// mount targets than the other writer's. Describe them again and publish again.
+    pub raced: bool,
 }
 
 /// Makes the parameter `name` hold `list`, writing only when it differs. A value that
@@ -76,14 +80,20 @@ pub async fn publish(
         },
     };
     let written = changed && !dry_run;
-    if written {
-        ssm.put(name, &value).await.map_err(ReconcileError::Write)?;
-    }
+    // SSM has no conditional write; the version a write returns says whether anyone
+    // wrote between the read and this write.
+    let expected = previous.as_ref().map_or(1, |p| p.version + 1);
+    let raced = if written {
+        ssm.put(name, &value).await.map_err(ReconcileError::Write)? != expected
+    } else {
+        false
+    };
     Ok(Published {
         previous,
         changed,
         written,
         previous_unreadable,
+        raced,
     })
 }
 
@@ -91,6 +101,51 @@ pub async fn publish(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// An SSM whose parameter is at version `read` when read, and whose next write
+    /// lands at version `written` (read + 1 when nobody else wrote in between).
+    fn ssm(read: i64, written: i64) -> Ssm {
+        use aws_smithy_mocks::{mock, mock_client};
+        let get = mock!(aws_sdk_ssm::Client::get_parameter).then_output(move || {
+            aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
+                .parameter(
+                    aws_sdk_ssm::types::Parameter::builder()
+                        .name("/p")
+                        .value("not a list")
+                        .version(read)
+                        .build(),
+                )
+                .build()
+        });
+        let put = mock!(aws_sdk_ssm::Client::put_parameter).then_output(move || {
+            aws_sdk_ssm::operation::put_parameter::PutParameterOutput::builder()
+                .version(written)
+                .build()
+        });
+        Ssm::new(mock_client!(aws_sdk_ssm, [&get, &put]))
+    }
+
+    fn one_target() -> MountTargetList {
+        verified_list(&[info(
+            "fsmt-0000000a",
+            "ap-northeast-1a",
+            Some("10.0.1.4"),
+            State::Available,
+        )])
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_write_that_lands_past_the_next_version_is_a_race() {
+        let alone = publish(&ssm(3, 4), "/p", &one_target(), false)
+            .await
+            .unwrap();
+        assert!(alone.written && !alone.raced);
+        let raced = publish(&ssm(3, 5), "/p", &one_target(), false)
+            .await
+            .unwrap();
+        assert!(raced.written && raced.raced);
+    }
 
     fn info(id: &str, az: &str, ip: Option<&str>, state: State) -> MountTargetInfo {
         MountTargetInfo {

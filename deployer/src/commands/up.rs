@@ -227,13 +227,24 @@ async fn after_deploy(
     let file_system = file_system.as_str();
     let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
     let ssm = runtime::aws::ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk));
-    let targets = efs.mount_targets(file_system).await.map_err(aws::Error)?;
     let name = env.ssm_parameter_name();
-    let list = runtime::reconcile::verified_list(&targets)
-        .map_err(|e| miette!("cannot publish the mount-target list {name}: {e}"))?;
-    let published = runtime::reconcile::publish(&ssm, &name, &list, false)
-        .await
-        .map_err(|e| miette!("cannot publish the mount-target list {name}: {e}"))?;
+    // The scaler publishes the same list: when its write lands between this one's read
+    // and write, the mount targets are described again and the list published again,
+    // so the last write rests on the newest view.
+    let mut attempts = 0;
+    let (list, published) = loop {
+        attempts += 1;
+        let targets = efs.mount_targets(file_system).await.map_err(aws::Error)?;
+        let list = runtime::reconcile::verified_list(&targets)
+            .map_err(|e| miette!("cannot publish the mount-target list {name}: {e}"))?;
+        let published = runtime::reconcile::publish(&ssm, &name, &list, false)
+            .await
+            .map_err(|e| miette!("cannot publish the mount-target list {name}: {e}"))?;
+        if !published.raced || attempts == 3 {
+            break (list, published);
+        }
+        eprintln!("{name}: written by another writer at the same moment; publishing again");
+    };
     eprintln!(
         "{name}: {} mount target(s), {}",
         list.len(),

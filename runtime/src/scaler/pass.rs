@@ -243,6 +243,13 @@ impl Pass<'_> {
             })?
             .map_err(|e| Failure::new(FailureKind::Ssm, e.to_string()))?;
         result.parameter_updated = published.written;
+        if published.raced {
+            // Both lists came from the mount targets as each writer saw them; the next
+            // run, five minutes on, publishes them as they are then.
+            result.warnings.push(
+                "another writer published the mount-target list between this run's read and its write; the next run reconciles it".to_string(),
+            );
+        }
         if let Some(e) = &published.previous_unreadable {
             result.warnings.push(format!(
                 "the published list was not readable and was replaced: {e}"
