@@ -726,3 +726,44 @@ fn invoke_reports_the_scalers_error_and_log() {
         .unwrap();
     assert_eq!(invoked.body, "{}", "the payload a scheduled run gets");
 }
+
+/// `down` on a protected stack whose deletion CloudFormation refuses: the protection it
+/// turned off goes back on before the error, so the stack that survives is protected.
+#[test]
+fn a_refused_deletion_leaves_the_stack_protected() {
+    let name = main_stack();
+    let protected = Stack::new(&name, "UPDATE_COMPLETE").protected();
+    let replay = AwsReplay::start([
+        cfn::describe(&protected),
+        cfn::list_stack_resources(&[]),
+        cfn::empty("UpdateTerminationProtection"),
+        cfn::stack_events(&name, &[]),
+        harness::Reply::xml(
+            "DeleteStack",
+            403,
+            cfn::error(
+                "AccessDenied",
+                "User is not authorized to perform cloudformation:DeleteStack",
+            ),
+        ),
+    ])
+    .unwrap();
+    let env = replay.env();
+    let out = run(
+        &["down", "--env", "local", "--force", "--confirm", "local"],
+        &as_refs(&env),
+    );
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("not authorized"), "{report}");
+    assert!(
+        report.contains("termination protection on again"),
+        "{report}"
+    );
+    let protections = replay
+        .actions()
+        .iter()
+        .filter(|a| *a == "UpdateTerminationProtection")
+        .count();
+    assert_eq!(protections, 2, "off, then on again: {:?}", replay.actions());
+}

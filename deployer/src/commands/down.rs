@@ -63,31 +63,52 @@ pub fn run(
                 cloudformation::set_termination_protection(&cfn, &name, false).await?;
                 eprintln!("{name}: termination protection off");
             }
-            // Followed by id: once deleted, the name no longer finds the stack.
-            let marker = follow::marker(&cfn, &stack.id).await?;
-            if let Err(e) = cloudformation::delete_stack(&cfn, &name).await {
-                // What `down` needs is the stack gone; an error with the stack gone
-                // anyway is reported and the teardown goes on.
-                if cloudformation::describe(&cfn, &name).await?.is_some() {
-                    return Err(e.into());
+            // From here to DELETE_COMPLETE, every way out (an error, a failed deletion,
+            // Ctrl-C) puts the protection back: a stack that survives stays protected.
+            let deleting = async {
+                // Followed by id: once deleted, the name no longer finds the stack.
+                let marker = follow::marker(&cfn, &stack.id).await?;
+                if let Err(e) = cloudformation::delete_stack(&cfn, &name).await {
+                    // What `down` needs is the stack gone; an error with the stack gone
+                    // anyway is reported and the teardown goes on.
+                    if cloudformation::describe(&cfn, &name).await?.is_some() {
+                        return Err(miette::Report::from(e));
+                    }
+                    eprintln!("{name}: {e}; the stack is gone regardless");
                 }
-                eprintln!("{name}: {e}; the stack is gone regardless");
-            }
-            eprintln!("{name}: deleting");
-            let settled = follow::follow(&cfn, &stack.id, marker, POLL, &progress).await?;
-            if settled.status != "DELETE_COMPLETE" {
-                let report = cloudformation::failure_report(&cfn, &settled).await;
-                if stack.termination_protection {
-                    // Still there: protected again, as it was.
-                    let _ = cloudformation::set_termination_protection(&cfn, &name, true).await;
+                eprintln!("{name}: deleting");
+                follow::follow(&cfn, &stack.id, marker, POLL, &progress)
+                    .await
+                    .map_err(miette::Report::from)
+            };
+            let settled = tokio::select! {
+                settled = deleting => settled,
+                _ = tokio::signal::ctrl_c() => Err(miette!(
+                    help = format!("follow it with `deployer status --env {}`; run `deployer down` again if it stops", env.name),
+                    "interrupted: CloudFormation keeps deleting {name} on its own"
+                )),
+            };
+            match settled {
+                Ok(s) if s.status == "DELETE_COMPLETE" => {}
+                other => {
+                    if stack.termination_protection {
+                        // Still there, or maybe: protected again, as it was.
+                        let restored =
+                            cloudformation::set_termination_protection(&cfn, &name, true).await;
+                        if restored.is_ok() {
+                            eprintln!("{name}: termination protection on again");
+                        }
+                    }
+                    let settled = other?;
+                    let report = cloudformation::failure_report(&cfn, &settled).await;
+                    return Err(miette!(
+                        help = format!(
+                            "remove what blocks the resources above, then run `deployer down --env {}` again",
+                            env.name
+                        ),
+                        "{report}"
+                    ));
                 }
-                return Err(miette!(
-                    help = format!(
-                        "remove what blocks the resources above, then run `deployer down --env {}` again",
-                        env.name
-                    ),
-                    "{report}"
-                ));
             }
             eprintln!("{name}: deleted");
             if let (Some(fs), DeletionPolicy::Retain) =

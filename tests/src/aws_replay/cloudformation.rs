@@ -48,6 +48,7 @@ pub struct Stack {
     pub status: String,
     pub reason: Option<String>,
     pub outputs: Vec<(String, String)>,
+    pub termination_protection: bool,
 }
 
 impl Stack {
@@ -57,7 +58,13 @@ impl Stack {
             status: status.to_string(),
             reason: None,
             outputs: Vec::new(),
+            termination_protection: false,
         }
+    }
+
+    pub fn protected(mut self) -> Stack {
+        self.termination_protection = true;
+        self
     }
 
     pub fn reason(mut self, reason: &str) -> Stack {
@@ -84,11 +91,12 @@ impl Stack {
             "<member><StackName>{}</StackName><StackId>{}</StackId>\
              <CreationTime>2026-11-23T10:00:00.000Z</CreationTime>\
              <StackStatus>{}</StackStatus>{reason}<Outputs>{outputs}</Outputs>\
-             <DisableRollback>false</DisableRollback><EnableTerminationProtection>false</EnableTerminationProtection>\
+             <DisableRollback>false</DisableRollback><EnableTerminationProtection>{}</EnableTerminationProtection>\
              </member>",
             escape(&self.name),
             escape(&stack_id(&self.name)),
             escape(&self.status),
+            self.termination_protection,
         )
     }
 }
