@@ -1007,3 +1007,54 @@ fn the_previous_pair_is_accepted_during_a_rotation() {
     // Outside a rotation the previous pair is empty, and only the current one works.
     assert_eq!(accepted(("", ""), &pairs), [true, false, false, false]);
 }
+
+/// The largest single PUT (`--max-object-mib`, S3's 5 GiB by default) bounds a body
+/// without a length too: it is counted as it arrives and stopped past the limit, with
+/// S3's `EntityTooLarge`, and nothing is stored.
+#[test]
+fn a_body_past_the_object_limit_is_refused_even_without_a_length() {
+    let storage = tempfile::tempdir().unwrap();
+    let mut args = dir_args(storage.path());
+    args.extend(["--anonymous".into(), "--max-object-mib".into(), "1".into()]);
+    let router = RouterProcess::start(&args, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        let made = client.put(router.url("/limits")).send().await.unwrap();
+        assert!(made.status().is_success(), "{}", made.status());
+        // Chunked: no Content-Length, 2 MiB in 64 KiB pieces.
+        let pieces =
+            (0..32).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 64 << 10])));
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+        let refused = client
+            .put(router.url("/limits/big"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = refused.status();
+        let text = refused.text().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("<Code>EntityTooLarge</Code>"), "{text}");
+        let missing = client.get(router.url("/limits/big")).send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        // Under the limit, the same kind of body is stored.
+        let pieces =
+            (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 64 << 10])));
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+        let stored = client
+            .put(router.url("/limits/small"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(stored.status().is_success(), "{}", stored.status());
+    });
+    assert!(!storage.path().join("limits/big").exists());
+    assert_eq!(
+        std::fs::metadata(storage.path().join("limits/small"))
+            .unwrap()
+            .len(),
+        512 << 10
+    );
+}

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// requests work either way.
     #[arg(long, env = "ROUTER_DOMAIN", value_name = "DOMAIN")]
     pub domain: Option<String>,
+    /// The largest object one PUT may store, MiB (S3's 5 GiB by default); bodies without
+    /// a length are counted as they arrive and stopped past it.
+    #[arg(long, env = "ROUTER_MAX_OBJECT_MIB", default_value_t = 5120, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=5120))]
+    pub max_object_mib: u64,
     /// Hours after which an unfinished multipart upload is removed.
     #[arg(long, env = "ROUTER_UPLOAD_MAX_AGE_HOURS", default_value_t = 168, value_name = "HOURS", value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub upload_max_age_hours: u64,

@@ -171,6 +171,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         transfer::Budget::new(args.transfer_budget()),
         s3::Limits {
             upload_max_age: Duration::from_secs(args.upload_max_age_hours * 3600),
+            max_object: args.max_object_mib << 20,
             ..s3::Limits::default()
         },
         args.region

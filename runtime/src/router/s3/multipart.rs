@@ -37,7 +37,7 @@ const MAX_PARTS_PAGE: usize = 1000;
 const MAX_UPLOADS_PAGE: usize = 1000;
 
 /// The largest multipart object (S3: 5 TiB).
-const MAX_MULTIPART_OBJECT: u64 = 5 << 40;
+pub const MAX_MULTIPART_OBJECT: u64 = 5 << 40;
 
 /// What CreateMultipartUpload records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +252,7 @@ where
         expected,
         trailers,
         true,
+        store.limits.max_part,
         what,
     )
     .await?;

@@ -28,6 +28,9 @@ use crate::router::transfer::{self, Source, WriteError};
 /// The ETag of empty content (a folder object's).
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
+/// How a body over its limit is said, inside the stream's error (see [`body_error`]).
+const TOO_LARGE: &str = "the body is larger than the limit of";
+
 /// Bodies up to this size are hashed on the request's task; larger ones on a thread
 /// beside the writes.
 const INLINE_DIGEST_MAX: u64 = 256 * 1024;
@@ -154,12 +157,24 @@ pub async fn receive<S, E>(
     expected: &Expected,
     trailers: Option<&s3s::TrailingHeaders>,
     md5: bool,
+    max_size: u64,
     what: &str,
 ) -> S3Result<Received>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    // A body without a length (chunked, or aws-chunked without a decoded length) is
+    // counted as it arrives: past the limit the upload stops, and nothing is kept.
+    let mut seen = 0u64;
+    let body = futures_util::StreamExt::map(body, move |item| {
+        let data = item.map_err(|e| e.to_string())?;
+        seen += data.len() as u64;
+        if seen > max_size {
+            return Err(format!("{TOO_LARGE} {max_size} bytes"));
+        }
+        Ok(data)
+    });
     let mut hashing = Hashing::start(
         Digests::new(expected, md5),
         content_length.is_none_or(|n| n > INLINE_DIGEST_MAX),
@@ -231,6 +246,12 @@ where
             Err(e) => Err(e),
         }
     };
+    // A multipart object's parts were checked one by one; anything else is one PUT.
+    let max_size = if up.etag.is_some() {
+        super::multipart::MAX_MULTIPART_OBJECT
+    } else {
+        store.limits.max_object
+    };
     let receiving = receive(
         store,
         &target,
@@ -241,6 +262,7 @@ where
         &up.expected,
         up.trailers.as_ref(),
         up.etag.is_none(),
+        max_size,
         &o.key,
     );
     let (received, old) = tokio::join!(receiving, old);
@@ -421,6 +443,8 @@ pub fn body_error(message: &str) -> S3Error {
         )
     } else if message.starts_with("no data for") {
         (S3ErrorCode::RequestTimeout, http::StatusCode::BAD_REQUEST)
+    } else if message.contains(TOO_LARGE) {
+        (S3ErrorCode::EntityTooLarge, http::StatusCode::BAD_REQUEST)
     } else {
         (S3ErrorCode::IncompleteBody, http::StatusCode::BAD_REQUEST)
     };
@@ -1125,6 +1149,10 @@ mod tests {
         assert_eq!(
             body_error("no data for 30 s").code(),
             &S3ErrorCode::RequestTimeout
+        );
+        assert_eq!(
+            body_error(&format!("{TOO_LARGE} 1048576 bytes")).code(),
+            &S3ErrorCode::EntityTooLarge
         );
     }
 
