@@ -2,6 +2,8 @@
 //! the templates only place values. Strings reach the templates raw and are written with
 //! the `json` helper, so no configured value can break the YAML.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::config::{
@@ -640,52 +642,39 @@ impl Context {
                     .iter()
                     .map(|a| application(a, format!("/ecs/{}", name(&format!("app-{}", a.name)))))
                     .collect(),
-                pull_repositories: {
-                    let mut repos: Vec<String> = c
-                        .applications
-                        .iter()
-                        .filter_map(|a| {
-                            let image = ImageRef::parse(&a.image).ok()?;
-                            let (account, repo) = image.ecr_repository(&c.region)?;
-                            Some(format!(
-                                "arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:{account}:repository/{repo}"
-                            ))
-                        })
-                        .collect();
-                    repos.sort();
-                    repos.dedup();
-                    repos
-                },
-                secret_arns: {
-                    let mut arns: Vec<String> = c
-                        .applications
-                        .iter()
-                        .flat_map(|a| a.secrets.values())
-                        .filter(|v| v.split(':').nth(2) == Some("secretsmanager"))
-                        .map(|v| secret_resource(v))
-                        .chain(
-                            c.service
-                                .tls_certificate_secret_arn
-                                .iter()
-                                .map(|v| secret_resource(v)),
-                        )
-                        .collect();
-                    arns.sort();
-                    arns.dedup();
-                    arns
-                },
-                parameter_arns: {
-                    let mut arns: Vec<String> = c
-                        .applications
-                        .iter()
-                        .flat_map(|a| a.secrets.values())
-                        .filter(|v| v.split(':').nth(2) == Some("ssm"))
-                        .cloned()
-                        .collect();
-                    arns.sort();
-                    arns.dedup();
-                    arns
-                },
+                // Sorted and each once: the template lists them in a stable order.
+                pull_repositories: c
+                    .applications
+                    .iter()
+                    .filter_map(|a| {
+                        let image = ImageRef::parse(&a.image).ok()?;
+                        let (account, repo) = image.ecr_repository(&c.region)?;
+                        Some(format!(
+                            "arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:{account}:repository/{repo}"
+                        ))
+                    })
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                secret_arns: c
+                    .applications
+                    .iter()
+                    .flat_map(|a| a.secrets.values())
+                    .filter(|v| v.split(':').nth(2) == Some("secretsmanager"))
+                    .chain(c.service.tls_certificate_secret_arn.iter())
+                    .map(|v| secret_resource(v))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                parameter_arns: c
+                    .applications
+                    .iter()
+                    .flat_map(|a| a.secrets.values())
+                    .filter(|v| v.split(':').nth(2) == Some("ssm"))
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
                 cpu_architecture: service_arch,
                 circuit_breaker_enabled: c.service.circuit_breaker.enabled,
                 circuit_breaker_rollback: c.service.circuit_breaker.rollback,
