@@ -319,6 +319,34 @@ fn populate(dir: &Path) {
     }
 }
 
+/// One ListObjectsV2 page of the bucket `bench` with `query` (and the continuation
+/// token, when there is one): the answer's text and its next token.
+async fn list_v2_page(
+    http: &reqwest::Client,
+    endpoint: &str,
+    mut query: Vec<(&'static str, String)>,
+    token: Option<String>,
+) -> (String, Option<String>) {
+    if let Some(t) = token {
+        query.push(("continuation-token", t));
+    }
+    let text = http
+        .get(format!("{endpoint}/bench"))
+        .query(&query)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let next = text
+        .split("<NextContinuationToken>")
+        .nth(1)
+        .and_then(|r| r.split("</NextContinuationToken>").next())
+        .map(str::to_string);
+    (text, next)
+}
+
 /// Lists every page; returns the time and the number of keys (no delimiter) or of
 /// common prefixes plus keys (with one).
 async fn list_all(
@@ -339,24 +367,9 @@ async fn list_all(
         if let Some(d) = delimiter {
             query.push(("delimiter", d.to_string()));
         }
-        if let Some(t) = &token {
-            query.push(("continuation-token", t.clone()));
-        }
-        let text = http
-            .get(format!("{}/bench", s.endpoint))
-            .query(&query)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (text, next) = list_v2_page(http, &s.endpoint, query, token.take()).await;
         count += text.matches("<Key>").count() + text.matches("<CommonPrefixes>").count();
-        token = text
-            .split("<NextContinuationToken>")
-            .nth(1)
-            .and_then(|r| r.split("</NextContinuationToken>").next())
-            .map(str::to_string);
+        token = next;
         if token.is_none() {
             break;
         }
@@ -378,30 +391,14 @@ async fn million(http: &reqwest::Client, s: &Server) {
     let rss_before = rss_kib(s.pid);
     let page = |token: Option<String>| {
         let http = http.clone();
-        let url = format!("{}/bench", s.endpoint);
+        let endpoint = s.endpoint.clone();
         async move {
-            let mut query = vec![
+            let query = vec![
                 ("list-type", "2".to_string()),
                 ("prefix", "million/".to_string()),
             ];
-            if let Some(t) = token {
-                query.push(("continuation-token", t));
-            }
             let t = Instant::now();
-            let text = http
-                .get(url)
-                .query(&query)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let next = text
-                .split("<NextContinuationToken>")
-                .nth(1)
-                .and_then(|r| r.split("</NextContinuationToken>").next())
-                .map(str::to_string);
+            let (text, next) = list_v2_page(&http, &endpoint, query, token).await;
             assert_eq!(text.matches("<Key>").count(), 1000);
             (t.elapsed(), next)
         }
