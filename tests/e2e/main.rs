@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod hostile;
 mod lifecycle;
 mod local_script;
 mod local_stack;

@@ -14,11 +14,18 @@ use serde_json::json;
 use super::metrics::Metrics;
 use super::pool::{Pool, TargetView};
 use super::stats::StatsSnapshot;
+use super::transfer::Budget;
+
+/// Budget held by streams that do not move for longer than this fails the health check:
+/// the write and body limits (`router::deadlines`) free a stalled client's share in
+/// 30 s, so a minute of it means the task cannot serve and should be replaced.
+pub const STARVED_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
+    pub budget: Budget,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,13 +50,20 @@ fn problem(status: StatusCode, message: impl std::fmt::Display) -> Response {
 async fn health(State(state): State<AppState>) -> Response {
     let targets = state.pool.targets();
     let up = targets.iter().filter(|t| t.client().is_some()).count();
-    let status = if up > 0 {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let starved = state.budget.starved_for().filter(|d| *d >= STARVED_LIMIT);
+    let (status, word) = match (up, starved) {
+        (0, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (_, Some(_)) => (StatusCode::SERVICE_UNAVAILABLE, "starved"),
+        _ => (StatusCode::OK, "ok"),
     };
-    (status, axum::Json(json!({ "status": if up > 0 { "ok" } else { "unavailable" }, "up": up, "targets": targets.len() })))
-        .into_response()
+    let mut body = json!({ "status": word, "up": up, "targets": targets.len() });
+    if let Some(d) = starved {
+        body["error"] = json!(format!(
+            "no transfer has had buffer budget for {} s: every byte of it is held by streams that do not move",
+            d.as_secs()
+        ));
+    }
+    (status, axum::Json(body)).into_response()
 }
 
 /// One target in `/targets`: where it is, its state, and what it has carried.

@@ -40,6 +40,13 @@ pub struct ServeArgs {
     /// a length are counted as they arrive and stopped past it.
     #[arg(long, env = "ROUTER_MAX_OBJECT_MIB", default_value_t = 5120, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=5120))]
     pub max_object_mib: u64,
+    /// Client connections open at once; at the cap new ones wait in the backlog. Lowered
+    /// to what the open-file limit allows after descriptors kept for the targets.
+    #[arg(long, env = "ROUTER_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Listings walked at once; more wait their turn, up to the listing deadline.
+    #[arg(long, env = "ROUTER_MAX_LISTINGS", default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_listings: u64,
     /// Hours after which an unfinished multipart upload is removed.
     #[arg(long, env = "ROUTER_UPLOAD_MAX_AGE_HOURS", default_value_t = 168, value_name = "HOURS", value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub upload_max_age_hours: u64,

@@ -6,7 +6,8 @@
 //!   the watch that follows it;
 //! - `backend`: one client per target (nfs, kernel, dir); `pool`: their health and
 //!   reconnection; `rendezvous` and `routing`: which target serves a path;
-//! - `path`: paths, normalised and confined; `transfer`: streaming bodies;
+//! - `path`: paths, normalised and confined; `transfer`: streaming bodies and the
+//!   memory they may hold; `deadlines`: how long clients may stall, how many connect;
 //! - `s3`: the S3 API over the backends; `admin`: `/health`, `/targets`, `/metrics`;
 //!   `stats` and `metrics`: what those show;
 //! - `alloc`: the allocator policy that keeps transfer buffers warm.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod alloc;
 pub mod backend;
 pub mod config;
+pub mod deadlines;
 pub mod emf;
 pub mod health_check;
 pub mod https;
@@ -166,12 +168,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let listener = bind(args.listen).await?;
     let admin_listener = bind(args.admin_listen).await?;
+    let budget = transfer::Budget::new(args.transfer_budget());
     let store = s3::Store::new(
         pool.clone(),
-        transfer::Budget::new(args.transfer_budget()),
+        budget.clone(),
         s3::Limits {
             upload_max_age: Duration::from_secs(args.upload_max_age_hours * 3600),
             max_object: args.max_object_mib << 20,
+            listings: usize::try_from(args.max_listings).unwrap_or(usize::MAX),
             ..s3::Limits::default()
         },
         args.region
@@ -184,13 +188,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let admin = admin::router(admin::AppState {
         pool: pool.clone(),
         metrics: metrics.clone(),
+        budget,
     });
+    let cap =
+        deadlines::ConnectionCap::new(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
+    // The admin listener is loopback only; a small cap of its own keeps a busy S3 side
+    // from locking the health check out, and the other way round.
+    let admin_cap = deadlines::ConnectionCap::new(ADMIN_CONNECTIONS);
     tracing::info!(
         listen = %args.listen,
         admin = %args.admin_listen,
         key_pairs = keys.count(),
         anonymous = args.anonymous,
         tls = tls.is_some(),
+        max_connections = cap.limit,
         "serving S3"
     );
 
@@ -201,11 +212,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let mut stop = std::pin::pin!(shutdown_signal());
     let signal = loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            (place, accepted) = admitted(&cap, &listener) => {
                 if let Some(tcp) = accepted_socket(accepted).await {
                     let (s3, metrics) = (s3.clone(), metrics.clone());
                     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                         let (s3, metrics) = (s3.clone(), metrics.clone());
+                        let request = request.map(|body| {
+                            s3s::Body::http_body(deadlines::IdleBody::new(body, deadlines::BODY_IDLE))
+                        });
                         async move {
                             let method = request.method().clone();
                             let _inflight = metrics.request_started();
@@ -214,7 +228,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                             // takes its whole connection down (nfs-rs shuts it). The
                             // operation finishes, cleans up, and its answer goes nowhere.
                             let id = format!("{:016X}", rand::random::<u64>());
-                            let mut response = tokio::spawn(hyper::service::Service::call(&s3, request))
+                            let mut response = tokio::spawn(async move { s3.call(request).await })
                                 .await
                                 .unwrap_or_else(|e| Err(s3s::HttpError::new(Box::new(e))));
                             if let Ok(r) = &mut response {
@@ -224,16 +238,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                             response
                         }
                     });
+                    let tcp = deadlines::Stalls::new(tcp, deadlines::WRITE_STALL);
                     match &tls {
                         None => {
                             let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-                            spawn_watched(&connections, conn);
+                            spawn_watched(&connections, conn, place);
                         }
                         // The handshake runs in the connection's own task, so a slow or
                         // silent client never holds up the accept loop.
                         Some(acceptor) => {
                             let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), connections.watcher());
                             tokio::spawn(async move {
+                                let _place = place;
                                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                                     Ok(Ok(stream)) => stream,
                                     Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
@@ -248,11 +264,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                     }
                 }
             },
-            accepted = admin_listener.accept() => {
+            (place, accepted) = admitted(&admin_cap, &admin_listener) => {
                 if let Some(tcp) = accepted_socket(accepted).await {
                     let service = hyper_util::service::TowerToHyperService::new(admin.clone());
+                    let tcp = deadlines::Stalls::new(tcp, deadlines::WRITE_STALL);
                     let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-                    spawn_watched(&connections, conn);
+                    spawn_watched(&connections, conn, place);
                 }
             },
             signal = &mut stop => break signal,
@@ -326,13 +343,34 @@ async fn accepted_socket(
     }
 }
 
-fn spawn_watched<C>(connections: &hyper_util::server::graceful::GracefulShutdown, conn: C)
-where
+/// Connections the admin listener serves at once.
+const ADMIN_CONNECTIONS: usize = 32;
+
+/// The next connection, once the cap has room for it (cancel safe: a place taken for an
+/// accept that loses the `select!` goes straight back).
+async fn admitted(
+    cap: &deadlines::ConnectionCap,
+    listener: &tokio::net::TcpListener,
+) -> (
+    tokio::sync::OwnedSemaphorePermit,
+    std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+) {
+    let place = cap.admit().await;
+    (place, listener.accept().await)
+}
+
+/// Serves `conn` on its own task, holding its place under the cap until it ends.
+fn spawn_watched<C>(
+    connections: &hyper_util::server::graceful::GracefulShutdown,
+    conn: C,
+    place: tokio::sync::OwnedSemaphorePermit,
+) where
     C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
     C::Error: std::fmt::Display,
 {
     let conn = connections.watch(conn);
     tokio::spawn(async move {
+        let _place = place;
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "HTTP connection ended with an error");
         }

@@ -9,7 +9,8 @@
 //! semaphore is first come, first served) and RSS stays bounded.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -26,43 +27,98 @@ use super::pool::{Pool, Target};
 pub const DEPTH: usize = 8;
 
 /// The bytes all streams together may hold in flight.
+///
+/// A stream that holds nothing waits its turn for what it needs (first come, first
+/// served), so every stream makes progress. A stream that already holds some takes more
+/// only while a quarter of the budget would stay free: a stream whose client stopped
+/// reading keeps at most what it took while there was room, and a new stream always
+/// finds budget to start. What stalled streams still hold goes back when their
+/// connections time out (`router::deadlines`).
 #[derive(Debug, Clone)]
 pub struct Budget {
+    inner: Arc<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
     permits: Arc<Semaphore>,
     bytes: usize,
+    reserve: usize,
+    /// Streams waiting for budget right now.
+    waiting: AtomicUsize,
+    /// When budget was last handed out, in ms since `epoch`.
+    granted_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl Budget {
     pub fn new(bytes: usize) -> Self {
         Budget {
-            permits: Arc::new(Semaphore::new(bytes)),
-            bytes,
+            inner: Arc::new(BudgetInner {
+                permits: Arc::new(Semaphore::new(bytes)),
+                bytes,
+                reserve: bytes / 4,
+                waiting: AtomicUsize::new(0),
+                granted_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+            }),
         }
     }
 
     /// A chunk larger than the whole budget would wait forever: cap it.
     fn permits_for(&self, n: usize) -> u32 {
-        u32::try_from(n.min(self.bytes)).unwrap_or(u32::MAX)
+        u32::try_from(n.min(self.inner.bytes)).unwrap_or(u32::MAX)
     }
 
+    fn granted(&self) {
+        let ms = u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.inner.granted_ms.store(ms, AtomicOrdering::Relaxed);
+    }
+
+    /// Waits for `n` bytes of budget: for a stream that holds none.
     async fn take(&self, n: usize) -> OwnedSemaphorePermit {
-        match self
-            .permits
-            .clone()
-            .acquire_many_owned(self.permits_for(n))
-            .await
-        {
+        let permits = self.permits_for(n);
+        if let Ok(permit) = self.inner.permits.clone().try_acquire_many_owned(permits) {
+            self.granted();
+            return permit;
+        }
+        self.inner.waiting.fetch_add(1, AtomicOrdering::Relaxed);
+        let acquired = self.inner.permits.clone().acquire_many_owned(permits).await;
+        self.inner.waiting.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.granted();
+        match acquired {
             Ok(permit) => permit,
             // The semaphore is never closed.
             Err(_) => unreachable!("the transfer budget semaphore was closed"),
         }
     }
 
-    fn try_take(&self, n: usize) -> Option<OwnedSemaphorePermit> {
-        self.permits
+    /// `n` more bytes for a stream that already holds some, if a quarter of the budget
+    /// stays free after.
+    fn take_more(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let permits = self.permits_for(n);
+        if self.inner.permits.available_permits() < permits as usize + self.inner.reserve {
+            return None;
+        }
+        let permit = self
+            .inner
+            .permits
             .clone()
-            .try_acquire_many_owned(self.permits_for(n))
-            .ok()
+            .try_acquire_many_owned(permits)
+            .ok()?;
+        self.granted();
+        Some(permit)
+    }
+
+    /// How long streams have been waiting with no budget handed to anyone: `None` when
+    /// none waits. Transfers that progress hand budget out all the time; a long time
+    /// here means every byte of it is held by streams that do not move.
+    pub fn starved_for(&self) -> Option<Duration> {
+        if self.inner.waiting.load(AtomicOrdering::Relaxed) == 0 {
+            return None;
+        }
+        let granted = Duration::from_millis(self.inner.granted_ms.load(AtomicOrdering::Relaxed));
+        Some(self.inner.epoch.elapsed().saturating_sub(granted))
     }
 }
 
@@ -125,7 +181,7 @@ pub fn read_stream(
                     let permit = if inflight.is_empty() {
                         budget.take(len).await
                     } else {
-                        match budget.try_take(len) {
+                        match budget.take_more(len) {
                             Some(permit) => permit,
                             None => break,
                         }
@@ -385,93 +441,105 @@ where
     let mut acks = Vec::new();
     // Dropped on any early return: the writes still running stop.
     let mut inflight = Tasks::default();
-    // A body frame that straddles two chunks leaves its tail here (a slice, no copy).
-    let mut leftover = Bytes::new();
+    // Bytes that arrived and have no budget yet (a slice of a body frame, no copy).
+    let mut arrived = Bytes::new();
+    // The chunk being filled, and the budget for the bytes in it: budget is taken only
+    // for bytes that arrived, so a client trickling its body holds next to none.
+    let mut filling: Option<(BytesMut, OwnedSemaphorePermit)> = None;
     let mut offset = 0u64;
     let mut ended = false;
-    while !ended || !leftover.is_empty() {
-        if inflight.len() >= DEPTH
-            && let Some(done) = inflight.next().await
-        {
-            acks.push(acknowledged(done)?);
-        }
-        // Bytes first, then budget: a client that has sent nothing holds no budget.
-        if leftover.is_empty() && !ended {
-            match next_frame(&mut body).await? {
-                Some(data) => leftover = data,
-                None => ended = true,
-            }
-            continue;
-        }
-        // One allocation of exactly the chunk (or what is left of a declared length): a
-        // growing buffer would double its capacity and pin twice the budget.
-        let size = match content_length {
-            Some(total) => chunk.min(
-                usize::try_from(total.saturating_sub(offset))
-                    .unwrap_or(chunk)
-                    .max(1),
-            ),
-            None => chunk,
-        };
-        let permit = budget.take(size).await;
-        let mut buffer = BytesMut::with_capacity(size);
-        loop {
-            let room = size - buffer.len();
-            if room == 0 {
-                break;
-            }
-            if leftover.is_empty() {
-                if ended {
-                    break;
-                }
-                match next_frame(&mut body).await? {
-                    Some(data) => leftover = data,
-                    None => ended = true,
-                }
-                continue;
-            }
-            let take = room.min(leftover.len());
-            buffer.extend_from_slice(&leftover.split_to(take));
-        }
-        if buffer.is_empty() {
-            break;
-        }
+    let mut write = |data: BytesMut,
+                     permit: OwnedSemaphorePermit,
+                     inflight: &mut Tasks<_>,
+                     offset: &mut u64| {
         // The chunk carries its permit: an observer that keeps a reference (a digest
         // thread behind the writes) holds the chunk's budget until it lets go.
-        let data = with_permit(buffer.freeze(), permit);
+        let data = with_permit(data.freeze(), permit);
         observe(&data);
-        let at = offset;
-        offset += data.len() as u64;
+        let at = *offset;
+        *offset += data.len() as u64;
         target.stats.add_written(data.len());
         let (target, client, handle) = (target.clone(), client.clone(), handle.clone());
         inflight.push(tokio::spawn(async move {
             target.call(client.write(&handle, at, data)).await
         }));
+    };
+    loop {
+        if inflight.len() >= DEPTH
+            && let Some(done) = inflight.next().await
+        {
+            acks.push(acknowledged(done)?);
+        }
+        if arrived.is_empty() {
+            if ended {
+                if let Some((data, permit)) = filling.take() {
+                    write(data, permit, &mut inflight, &mut offset);
+                }
+                break;
+            }
+            // How long a client may keep the body waiting is the connection's concern
+            // (`router::deadlines`), not this loop's.
+            match body.next().await {
+                Some(Ok(data)) => arrived = data,
+                Some(Err(e)) => return Err(WriteError::Body(e.to_string())),
+                None => ended = true,
+            }
+            continue;
+        }
+        let filled = filling.as_ref().map_or(0, |(data, _)| data.len());
+        // One allocation of exactly the chunk (or what is left of a declared length): a
+        // growing buffer would double its capacity.
+        let size = match content_length {
+            Some(total) => chunk.min(
+                usize::try_from(total.saturating_sub(offset))
+                    .unwrap_or(chunk)
+                    .max(filled + 1),
+            ),
+            None => chunk,
+        };
+        let n = (size - filled).min(arrived.len());
+        let permit = if filling.is_none() && inflight.is_empty() {
+            Some(budget.take(n).await)
+        } else {
+            budget.take_more(n)
+        };
+        let Some(permit) = permit else {
+            // No room while holding some: write what is filled (a short write) or wait
+            // for the oldest write, so budget comes back; never hold budget while
+            // waiting for more.
+            match filling.take() {
+                Some((data, held)) => write(data, held, &mut inflight, &mut offset),
+                None => {
+                    if let Some(done) = inflight.next().await {
+                        acks.push(acknowledged(done)?);
+                    }
+                }
+            }
+            continue;
+        };
+        let bytes = arrived.split_to(n);
+        let full = match &mut filling {
+            Some((data, held)) => {
+                data.extend_from_slice(&bytes);
+                held.merge(permit);
+                data.len() >= size
+            }
+            None => {
+                let mut data = BytesMut::with_capacity(size);
+                data.extend_from_slice(&bytes);
+                let full = data.len() >= size;
+                filling = Some((data, permit));
+                full
+            }
+        };
+        if full && let Some((data, permit)) = filling.take() {
+            write(data, permit, &mut inflight, &mut offset);
+        }
     }
     while let Some(done) = inflight.next().await {
         acks.push(acknowledged(done)?);
     }
     Ok((offset, acks))
-}
-
-/// A client silent this long mid-upload is gone or stuck; its upload fails and its
-/// budget goes back to the others.
-const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn next_frame<S, E>(body: &mut S) -> Result<Option<Bytes>, WriteError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
-        Err(_) => Err(WriteError::Body(format!(
-            "no data for {} s",
-            BODY_IDLE_TIMEOUT.as_secs()
-        ))),
-        Ok(Some(Ok(data))) => Ok(Some(data)),
-        Ok(Some(Err(e))) => Err(WriteError::Body(e.to_string())),
-        Ok(None) => Ok(None),
-    }
 }
 
 fn acknowledged(
@@ -541,18 +609,8 @@ mod tests {
     use crate::router::backend::{BackendKind, NfsOptions};
     use crate::router::pool::{Backoff, Connector, TargetSpec};
 
-    /// Many streams over a budget of a few chunks, all consumed at once: every stream
-    /// must finish (a stream holding completed chunks while waiting for more budget
-    /// deadlocked them all once) and every byte must arrive in order.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_streams_share_a_small_budget_without_deadlock() {
-        let dir = tempfile::tempdir().unwrap();
-        const MIB: usize = 1 << 20; // the dir backend's chunk
-        let size = 3 * MIB + 12_345;
-        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        for i in 0..16 {
-            std::fs::write(dir.path().join(format!("f{i}")), &data).unwrap();
-        }
+    /// A pool of one `dir` target at `root` (the dir backend's chunk is 1 MiB).
+    async fn dir_pool(root: &std::path::Path) -> Arc<Pool> {
         let connector = Connector {
             kind: BackendKind::Dir,
             nfs: NfsOptions {
@@ -570,14 +628,157 @@ mod tests {
             first: Duration::from_millis(50),
             max: Duration::from_secs(1),
         };
-        let pool = Pool::start(
-            vec![TargetSpec::address_only(dir.path().to_string_lossy())],
+        Pool::start(
+            vec![TargetSpec::address_only(root.to_string_lossy())],
             connector,
             backoff,
             crate::router::routing::Routing::default(),
         )
         .await
+        .unwrap()
+    }
+
+    /// Opens `name` for reading and streams it whole.
+    async fn read_whole(pool: &Arc<Pool>, budget: &Budget, name: &str) -> ReadStream {
+        let path = FilePath::parse(name).unwrap();
+        let (target, client) = pool.ranked(path.as_str()).remove(0);
+        let (handle, stat) = client.open_read(&path).await.unwrap();
+        let size = stat.size;
+        let source = Source {
+            target,
+            client,
+            handle: Arc::new(handle),
+        };
+        read_stream(pool.clone(), budget.clone(), path, stat, source, 0, size)
+    }
+
+    /// Starvation is time with a stream waiting and nothing handed out, not time busy.
+    #[tokio::test]
+    async fn starvation_is_reported_only_while_nothing_is_handed_out() {
+        let budget = Budget::new(1000);
+        assert_eq!(budget.starved_for(), None);
+        let all = budget.take(1000).await;
+        let waiter = tokio::spawn({
+            let budget = budget.clone();
+            async move { drop(budget.take(10).await) }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let starved = budget.starved_for().expect("a stream waits");
+        assert!(starved >= Duration::from_millis(200), "{starved:?}");
+        drop(all);
+        waiter.await.unwrap();
+        assert_eq!(budget.starved_for(), None);
+    }
+
+    /// Downloads whose clients stopped reading keep what they took while there was
+    /// room, never the quarter kept free: a download started beside them finishes.
+    /// (Before the reserve, two such streams took every byte of a 16 MiB budget and the
+    /// third waited until they were dropped.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_downloads_leave_room_for_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        const MIB: usize = 1 << 20;
+        let data: Vec<u8> = (0..20 * MIB).map(|i| (i % 249) as u8).collect();
+        std::fs::write(dir.path().join("big"), &data).unwrap();
+        let pool = dir_pool(dir.path()).await;
+        let budget = Budget::new(16 * MIB);
+        // Three clients that read nothing: their streams are kept, never polled.
+        let mut stalled = Vec::new();
+        for _ in 0..3 {
+            stalled.push(read_whole(&pool, &budget, "big").await);
+        }
+        // Give their reads time to take what they can.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let fresh = async {
+            let mut stream = read_whole(&pool, &budget, "big").await;
+            let mut got = Vec::with_capacity(data.len());
+            while let Some(chunk) = stream.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            got
+        };
+        let got = tokio::time::timeout(Duration::from_secs(30), fresh)
+            .await
+            .expect("a new download waited behind stalled ones");
+        assert!(got == data);
+        assert!(budget.starved_for().is_none());
+        drop(stalled);
+    }
+
+    /// Uploads whose clients send a few bytes and then nothing hold budget for those
+    /// bytes only: an upload started beside sixteen of them finishes. (Before, each
+    /// took a whole chunk of budget ahead of its bytes, and sixteen took it all.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trickling_uploads_leave_room_for_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        const MIB: usize = 1 << 20;
+        let pool = dir_pool(dir.path()).await;
+        let budget = Budget::new(16 * MIB);
+        let (target, client) = pool.ranked("x").remove(0);
+        let mut trickling = Vec::new();
+        for i in 0..16 {
+            let (budget, target, client) = (budget.clone(), target.clone(), client.clone());
+            trickling.push(tokio::spawn(async move {
+                let body = futures_util::stream::iter([Ok::<_, std::io::Error>(
+                    Bytes::from_static(b"ten bytes!"),
+                )])
+                .chain(futures_util::stream::pending());
+                let temp = FilePath::parse(&format!("t{i}")).unwrap();
+                let _ = stage(
+                    &budget,
+                    &target,
+                    &client,
+                    &temp,
+                    Some(1 << 30),
+                    Box::pin(body),
+                    &mut |_| {},
+                )
+                .await;
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let data: Vec<u8> = (0..5 * MIB + 7).map(|i| (i % 241) as u8).collect();
+        let frames: Vec<Result<Bytes, std::io::Error>> = data
+            .chunks(64 << 10)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let temp = FilePath::parse("fresh").unwrap();
+        let staged = tokio::time::timeout(
+            Duration::from_secs(30),
+            stage(
+                &budget,
+                &target,
+                &client,
+                &temp,
+                Some(data.len() as u64),
+                futures_util::stream::iter(frames),
+                &mut |_| {},
+            ),
+        )
+        .await
+        .expect("a new upload waited behind trickling ones")
         .unwrap();
+        assert_eq!(staged.size, data.len() as u64);
+        client.close(&staged.handle).await;
+        assert!(std::fs::read(dir.path().join("fresh")).unwrap() == data);
+        for t in trickling {
+            t.abort();
+        }
+    }
+
+    /// Many streams over a budget of a few chunks, all consumed at once: every stream
+    /// must finish (a stream holding completed chunks while waiting for more budget
+    /// deadlocked them all once) and every byte must arrive in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_streams_share_a_small_budget_without_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        const MIB: usize = 1 << 20; // the dir backend's chunk
+        let size = 3 * MIB + 12_345;
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        for i in 0..16 {
+            std::fs::write(dir.path().join(format!("f{i}")), &data).unwrap();
+        }
+        let pool = dir_pool(dir.path()).await;
         let budget = Budget::new(2 * MIB);
         let readers = (0..16).map(|i| {
             let (pool, budget) = (pool.clone(), budget.clone());

@@ -44,6 +44,14 @@ const CACHE_FROM: usize = 4096;
 /// name: 2 M entries, some 160 MiB, is a directory of two million files).
 const CACHE_ENTRIES: usize = 2_000_000;
 
+/// How long one page may walk. A page that runs out of time ends early with what it
+/// found (truncated, so the client asks for the next); one that found nothing in that
+/// time (a tree of empty directories) is refused instead of walking on.
+const PAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a listing waits for its turn (`Limits::listings` run at once).
+const QUEUE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many sidecars a page reads at once (for its ETags).
 const SIDECAR_READS: usize = 32;
 
@@ -282,7 +290,7 @@ struct Frame {
     filter: Option<String>,
 }
 
-async fn walk(store: &Store, q: &Query) -> S3Result<Page> {
+async fn walk(store: &Store, q: &Query, deadline: tokio::time::Instant) -> S3Result<Page> {
     let bucket_dir = names::bucket_dir(&q.bucket)?;
     let bucket_stat = match store.stat(&bucket_dir).await {
         Ok(s) if s.kind == EntryKind::Dir => s,
@@ -433,6 +441,22 @@ async fn walk(store: &Store, q: &Query) -> S3Result<Page> {
             .is_some_and(|a| key_prefix.as_str() <= a && !a.starts_with(key_prefix.as_str()))
         {
             continue;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if items.is_empty() {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::SlowDown,
+                    format!(
+                        "the listing walked directories for {} s without finding a key: list with a delimiter or a longer prefix",
+                        PAGE_DEADLINE.as_secs()
+                    ),
+                ));
+            }
+            // Everything up to the last item is listed; the next page resumes there.
+            return Ok(Page {
+                items,
+                truncated: true,
+            });
         }
         if is_folder(store, &dir, &stat).await?
             && emit(
@@ -680,7 +704,16 @@ async fn list_page(
         after: after.filter(|a| !a.is_empty()),
         max,
     };
-    let page = walk(store, &q).await?;
+    // Each walk holds sorted directories in memory: only so many at once.
+    let Ok(Ok(_turn)) =
+        tokio::time::timeout(QUEUE_DEADLINE, store.listings.clone().acquire_owned()).await
+    else {
+        return Err(S3Error::with_message(
+            S3ErrorCode::SlowDown,
+            "too many listings are running on this router; retry after a pause",
+        ));
+    };
+    let page = walk(store, &q, tokio::time::Instant::now() + PAGE_DEADLINE).await?;
     let etags = etags(store, &q.bucket, &page.items).await?;
     let (contents, prefixes) = objects(&page.items, &etags, &enc, with_owner);
     Ok(Listed {

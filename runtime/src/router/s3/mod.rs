@@ -95,6 +95,8 @@ pub struct Limits {
     pub min_part: u64,
     /// Multipart uploads idle longer than this are removed by the janitor.
     pub upload_max_age: Duration,
+    /// Listings walked at once.
+    pub listings: usize,
 }
 
 impl Default for Limits {
@@ -104,6 +106,7 @@ impl Default for Limits {
             max_part: 5 << 30,
             min_part: 5 << 20,
             upload_max_age: Duration::from_secs(7 * 24 * 3600),
+            listings: 16,
         }
     }
 }
@@ -116,6 +119,7 @@ pub struct Store {
     budget: Budget,
     meta: Arc<meta::MetaStore>,
     dirs: Arc<listing::DirCache>,
+    listings: Arc<tokio::sync::Semaphore>,
     limits: Limits,
     /// The region reported by GetBucketLocation and HeadBucket.
     region: String,
@@ -128,6 +132,7 @@ impl Store {
             budget,
             meta: Arc::new(meta::MetaStore::default()),
             dirs: Arc::new(listing::DirCache::default()),
+            listings: Arc::new(tokio::sync::Semaphore::new(limits.listings.max(1))),
             limits,
             region,
         }
