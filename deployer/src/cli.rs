@@ -56,6 +56,19 @@ pub enum Command {
     /// Replace the router's S3 key pair without downtime: a new pair with the old one
     /// still accepted, then `--finish` once every client has the new one.
     RotateCredentials(RotateArgs),
+    /// Remove a stack's lock left by a deployer that died (`up`, `down` and
+    /// `rotate-credentials` hold it while they run).
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// The lock's id, as the refused deployer printed it: only that lock is removed.
+    #[arg(long)]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

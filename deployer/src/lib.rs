@@ -1,5 +1,6 @@
 //! The deployer of the EFS mount-target autoscaler: environment configuration, offline
-//! rendering of CloudFormation, linting, packaging of the runtime, and (later) deployment.
+//! rendering of CloudFormation, linting, packaging of the runtime, and operating the
+//! stacks (bootstrap, diff, up, status, down), one deployer at a time per stack (`lock`).
 
 // Configuration errors carry their source snippet for the report; they are built once, on
 // the way out, so their size does not matter.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod diff;
 pub mod files;
 pub mod lint;
+pub mod lock;
 pub mod package;
 pub mod progress;
 pub mod render;

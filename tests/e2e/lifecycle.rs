@@ -298,6 +298,7 @@ fn bootstrap_up_diff_change_scale_status_down() {
     rotate_credentials(&env, &rt, &sdk, &config);
     let rule = rt.block_on(physical_ids(&sdk, &stack, "AWS::Events::Rule"))[0].clone();
     interrupted_down_is_undone_by_up(&env, &rt, &sdk, &function, &rule);
+    a_held_lock_stops_a_second_deployer(&env, &rt, &sdk, &config);
 
     // Down: no stack, no scaler-made target, no parameter; the bootstrap stack stays.
     let refused = env.run(&["down", "--env", "local"]);
@@ -488,4 +489,88 @@ fn interrupted_down_is_undone_by_up(
     assert_eq!(reserved.reserved_concurrent_executions(), Some(1));
     let status = env.ok(&["status", "--env", "local"]);
     assert!(!stdout(&status).contains("STOPPED"), "{}", text(&status));
+}
+
+/// Another deployer holds the stack's lock: `up` is refused, saying who holds it and the
+/// lock's id, and changes nothing; `unlock` removes only the lock with that id. A lock
+/// whose lease ran out is taken over; every command gives its lock back when done.
+fn a_held_lock_stops_a_second_deployer(
+    env: &Env<'_>,
+    rt: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+    config: &deployer::config::Environment,
+) {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let boot = rt
+        .block_on(
+            cfn.describe_stacks()
+                .stack_name(config.bootstrap_stack_name())
+                .send(),
+        )
+        .unwrap();
+    let bucket = boot.stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("ArtifactBucketName"))
+        .and_then(|o| o.output_value())
+        .unwrap()
+        .to_string();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let key = format!("locks/{}.json", config.stack_name());
+    let exists = |s3: &aws_sdk_s3::Client| {
+        rt.block_on(s3.head_object().bucket(&bucket).key(&key).send())
+            .is_ok()
+    };
+    assert!(!exists(&s3), "a finished command left its lock behind");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let put_lock = |expires: u64| {
+        let body = serde_json::json!({
+            "id": "0123456789abcdef",
+            "command": "up",
+            "who": "alice@laptop",
+            "pid": 4242,
+            "acquired": now - 60,
+            "expires": expires,
+        });
+        rt.block_on(
+            s3.put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(serde_json::to_vec(&body).unwrap().into())
+                .send(),
+        )
+        .unwrap();
+    };
+
+    put_lock(now + 600);
+    let refused = env.run(&["up", "--env", "local", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(said.contains("locked by another deployer"), "{said}");
+    assert!(
+        said.contains("alice@laptop") && said.contains("0123456789abcdef"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("CREATE_COMPLETE") && !said.contains("UPDATE_COMPLETE"),
+        "{said}"
+    );
+    let wrong = env.run(&["unlock", "--env", "local", "--id", "ffffffffffffffff"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(exists(&s3), "unlock with another id removed the lock");
+    env.ok(&["unlock", "--env", "local", "--id", "0123456789abcdef"]);
+    assert!(!exists(&s3));
+
+    // A lock whose lease ran out (its deployer died) is taken over, then given back.
+    put_lock(now - 1);
+    let up = env.ok(&["up", "--env", "local", "--yes"]);
+    assert!(text(&up).contains("no changes"), "{}", text(&up));
+    assert!(!exists(&s3), "up did not give the lock back");
 }

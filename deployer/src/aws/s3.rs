@@ -88,3 +88,100 @@ pub fn object_url(sdk: &aws_config::SdkConfig, bucket: &str, key: &str) -> Strin
         }
     }
 }
+
+/// How a conditional write or delete came out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Conditional {
+    /// Done; the object's new ETag (none after a delete).
+    Done(Option<String>),
+    /// The condition did not hold: the object is there (`If-None-Match`), gone, or
+    /// changed (`If-Match`).
+    Refused,
+}
+
+/// S3 answers a condition that did not hold with 412, and a race between two
+/// conditional writes of one key with 409; a missing key for `If-Match` is 404.
+fn refused<E>(e: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    e.raw_response()
+        .is_some_and(|r| matches!(r.status().as_u16(), 404 | 409 | 412))
+}
+
+/// Writes `body` to `key` only when the key holds nothing (`If-None-Match: *`), or only
+/// when it still holds the object whose ETag is `etag` (`If-Match`).
+pub async fn put_conditional(
+    client: &Client,
+    bucket: &Bucket<'_>,
+    key: &str,
+    body: Vec<u8>,
+    etag: Option<&str>,
+) -> Result<Conditional, Error> {
+    let request = client
+        .put_object()
+        .bucket(bucket.name)
+        .set_expected_bucket_owner(bucket.owner.map(str::to_string))
+        .key(key)
+        .body(ByteStream::from(body))
+        .content_type("application/json");
+    let request = match etag {
+        Some(etag) => request.if_match(etag),
+        None => request.if_none_match("*"),
+    };
+    match request.send().await {
+        Ok(out) => Ok(Conditional::Done(out.e_tag().map(str::to_string))),
+        Err(e) if refused(&e) => Ok(Conditional::Refused),
+        Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "PutObject", e))),
+    }
+}
+
+/// The object at `key` and its ETag; `None` when there is none.
+pub async fn get(
+    client: &Client,
+    bucket: &Bucket<'_>,
+    key: &str,
+) -> Result<Option<(Vec<u8>, String)>, Error> {
+    let got = client
+        .get_object()
+        .bucket(bucket.name)
+        .set_expected_bucket_owner(bucket.owner.map(str::to_string))
+        .key(key)
+        .send()
+        .await;
+    let out = match got {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(Error(AwsError::from_sdk(SERVICE, "GetObject", e))),
+    };
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let body = out.body.collect().await.map_err(|e| {
+        Error(AwsError {
+            service: SERVICE,
+            operation: "GetObject",
+            kind: runtime::aws::ErrorKind::Network,
+            code: None,
+            message: format!("reading s3://{}/{key}: {e}", bucket.name),
+        })
+    })?;
+    Ok(Some((body.into_bytes().to_vec(), etag)))
+}
+
+/// Deletes `key` only while it holds the object whose ETag is `etag`.
+pub async fn delete_if_match(
+    client: &Client,
+    bucket: &Bucket<'_>,
+    key: &str,
+    etag: &str,
+) -> Result<Conditional, Error> {
+    let deleted = client
+        .delete_object()
+        .bucket(bucket.name)
+        .set_expected_bucket_owner(bucket.owner.map(str::to_string))
+        .key(key)
+        .if_match(etag)
+        .send()
+        .await;
+    match deleted {
+        Ok(_) => Ok(Conditional::Done(None)),
+        Err(e) if refused(&e) => Ok(Conditional::Refused),
+        Err(e) => Err(Error(AwsError::from_sdk(SERVICE, "DeleteObject", e))),
+    }
+}

@@ -35,6 +35,13 @@ pub fn run(
         let protected = env.config.termination_protection
             || stack.as_ref().is_some_and(|s| s.termination_protection);
         confirm(&env, protected, args, interactive)?;
+        // The lock lives in the bootstrap stack's bucket; an environment can be taken
+        // down after that stack is gone (nothing can deploy it then either).
+        let place = match super::bootstrap::outputs(&cfn, &env).await {
+            Ok(boot) => Some(super::lock_place(&sdk, &env, &boot)),
+            Err(_) => None,
+        };
+        super::locked(place, "down", async {
 
         if let Some(stack) = &stack {
             if stack.in_progress() && stack.status != "REVIEW_IN_PROGRESS" {
@@ -132,6 +139,8 @@ pub fn run(
             env.bootstrap_stack_name()
         );
         Ok(ExitCode::SUCCESS)
+        })
+        .await
     })?
 }
 

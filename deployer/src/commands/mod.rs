@@ -9,6 +9,7 @@ mod plan;
 mod render;
 mod rotate;
 pub mod status;
+mod unlock;
 mod up;
 mod validate;
 
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::RotateCredentials(args) => rotate::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Unlock(args) => unlock::run(&cli.environments_dir, &cli.aws, &args),
     }
 }
 
@@ -39,6 +41,41 @@ fn block_on<F: std::future::Future>(future: F) -> miette::Result<F::Output> {
         .build()
         .map_err(|e| miette::miette!("cannot start the async runtime: {e}"))?;
     Ok(runtime.block_on(future))
+}
+
+/// Where `env`'s stack lock lives: the artifact bucket of its bootstrap stack.
+fn lock_place(
+    sdk: &aws_config::SdkConfig,
+    env: &crate::config::Environment,
+    boot: &bootstrap::Bootstrap,
+) -> crate::lock::Place {
+    crate::lock::Place {
+        client: crate::aws::s3::client(sdk),
+        bucket: boot.bucket.clone(),
+        owner: env.config.account_id.clone(),
+        stack: env.stack_name(),
+    }
+}
+
+/// Runs `body` holding the stack's lock (`crate::lock`), given back on every way out of
+/// it, errors and Ctrl-C included. No place (no bootstrap stack, so no artifact bucket):
+/// unlocked, with a note.
+async fn locked<T>(
+    place: Option<crate::lock::Place>,
+    command: &str,
+    body: impl std::future::Future<Output = miette::Result<T>>,
+) -> miette::Result<T> {
+    let Some(place) = place else {
+        eprintln!(
+            "note: no bootstrap stack, so no artifact bucket to hold the stack's lock: running unlocked"
+        );
+        return body.await;
+    };
+    let lock = place.acquire(command).await?;
+    tracing::debug!(id = lock.id(), "holding the stack lock");
+    let result = body.await;
+    lock.release().await;
+    result
 }
 
 /// Asks a question on the terminal and returns the trimmed answer.

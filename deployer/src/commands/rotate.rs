@@ -40,6 +40,10 @@ pub fn run(
     let env = config::load(environments_dir, &args.env)?;
     super::block_on(async {
         let sdk = super::connect(&env, aws_args).await?;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let boot = super::bootstrap::outputs(&cfn, &env).await?;
+        let place = super::lock_place(&sdk, &env, &boot);
+        super::locked(Some(place), "rotate-credentials", async {
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
         let id = env.router_credentials_secret();
         let text = secretsmanager::get(&secrets, &id).await?.ok_or_else(|| {
@@ -120,6 +124,8 @@ pub fn run(
         );
         println!("{message}");
         Ok(ExitCode::SUCCESS)
+        })
+        .await
     })?
 }
 

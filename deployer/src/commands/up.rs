@@ -51,6 +51,8 @@ pub fn run(
         let sdk = super::connect(&env, aws_args).await?;
         let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let boot = bootstrap::outputs(&cfn, &env).await?;
+        let place = super::lock_place(&sdk, &env, &boot);
+        super::locked(Some(place), "up", async {
         let existing = plan::usable_stack(&cfn, &env).await?;
         let packaged =
             package::build_and_upload(&env, Some((&sdk, &boot)), None, &progress).await?;
@@ -171,6 +173,8 @@ pub fn run(
         let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
         report(output, &plan.diff, &settled, &after, "deployed");
         Ok(ExitCode::SUCCESS)
+        })
+        .await
     })?
 }
 
