@@ -394,6 +394,24 @@ mod config_errors {
     }
 
     #[test]
+    fn a_service_role_must_be_a_role_of_the_environments_account() {
+        fails(
+            &format!("{ACCOUNT}cloudformation_role_arn: arn:aws:iam::999999999999:role/deploy\n"),
+            &[
+                "cloudformation_role_arn: the role is in account 999999999999",
+                "CloudFormation passes only a role of the stack's own account",
+            ],
+        );
+        fails(
+            &format!(
+                "{ACCOUNT}cloudformation_role_arn: arn:aws:iam::{}:user/deploy\n",
+                "0".repeat(12)
+            ),
+            &["is not an IAM role ARN"],
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         fails(
             &format!("{ACCOUNT}scaler:\n  file_count_threshold: 0\nlogs:\n  retention_days: 31\n"),

@@ -59,6 +59,13 @@ fn bootstrap_up_diff_change_scale_status_down() {
     let moto = MotoServer::start().unwrap_or_else(|e| panic!("{e}"));
     let registry = Registry::start().unwrap_or_else(|e| panic!("{e}"));
     let envs = environments_copy();
+    // Deployed through a CloudFormation service role (moto records it; only real AWS
+    // checks the caller's iam:PassRole and acts with the role's rights).
+    let role = "arn:aws:iam::123456789012:role/cloudformation-deploy";
+    let local = envs.path().join("local.yaml");
+    let mut yaml = std::fs::read_to_string(&local).unwrap();
+    yaml.push_str(&format!("\ncloudformation_role_arn: {role}\n"));
+    std::fs::write(&local, yaml).unwrap();
     let env = Env {
         envs: envs.path(),
         vars: vec![
@@ -85,6 +92,15 @@ fn bootstrap_up_diff_change_scale_status_down() {
     );
     assert!(log.contains("CREATE_COMPLETE"), "{log}");
     assert!(log.contains("2 mount target(s), published"), "{log}");
+    let described = rt
+        .block_on(
+            aws_sdk_cloudformation::Client::new(&sdk)
+                .describe_stacks()
+                .stack_name(&stack)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(described.stacks()[0].role_arn(), Some(role));
     // The deployed image carries the environment's tag, which the repository's
     // lifecycle never expires: it is the digest the stack pins.
     let artifacts: Value = serde_json::from_slice(

@@ -234,6 +234,8 @@ pub struct Submission {
     pub template_url: Option<String>,
     pub parameters: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// The service role CloudFormation acts as (`RoleARN`); none: the caller's rights.
+    pub role_arn: Option<String>,
 }
 
 /// A resource change as a change set lists it.
@@ -314,6 +316,7 @@ pub async fn create_change_set(
         .set_template_url(submission.template_url.clone())
         .set_parameters(Some(parameters))
         .set_tags(Some(tags(&submission.tags)))
+        .set_role_arn(submission.role_arn.clone())
         // The stack creates IAM roles with fixed names.
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
@@ -525,10 +528,17 @@ pub async fn set_termination_protection(
     Ok(())
 }
 
-pub async fn delete_stack(client: &Client, stack: &str) -> Result<(), Error> {
+/// Deletes the stack, as `role_arn` when given (the service role the stack was deployed
+/// with: its resources are deleted with that role's rights).
+pub async fn delete_stack(
+    client: &Client,
+    stack: &str,
+    role_arn: Option<&str>,
+) -> Result<(), Error> {
     client
         .delete_stack()
         .stack_name(stack)
+        .set_role_arn(role_arn.map(str::to_string))
         .send()
         .await
         .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DeleteStack", e)))?;

@@ -75,7 +75,12 @@ pub fn run(
             let deleting = async {
                 // Followed by id: once deleted, the name no longer finds the stack.
                 let marker = follow::marker(&cfn, &stack.id).await?;
-                if let Err(e) = cloudformation::delete_stack(&cfn, &name).await {
+                if let Err(e) = cloudformation::delete_stack(
+                    &cfn,
+                    &name,
+                    env.config.cloudformation_role_arn.as_deref(),
+                )
+                .await {
                     // What `down` needs is the stack gone; an error with the stack gone
                     // anyway is reported and the teardown goes on.
                     if cloudformation::describe(&cfn, &name).await?.is_some() {

@@ -127,6 +127,7 @@ pub async fn submission(
         template_url,
         parameters,
         tags,
+        role_arn: env.config.cloudformation_role_arn.clone(),
     })
 }
 
@@ -240,7 +241,8 @@ impl Plan {
             && let Some(s) = cloudformation::describe(cfn, &self.stack).await?
             && s.status == "REVIEW_IN_PROGRESS"
         {
-            cloudformation::delete_stack(cfn, &self.stack).await?;
+            // A record with no resources: nothing for a service role to delete.
+            cloudformation::delete_stack(cfn, &self.stack, None).await?;
         }
         Ok(())
     }

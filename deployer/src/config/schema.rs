@@ -40,6 +40,12 @@ pub struct EnvironmentConfig {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub termination_protection: bool,
+    /// A role CloudFormation assumes to create, change and delete the stack's resources
+    /// (its service role). The person or pipeline running the deployer then needs no
+    /// rights of their own on IAM, EFS, ECS or Lambda: `iam:PassRole` on this role and
+    /// the CloudFormation calls suffice.
+    #[serde(default)]
+    pub cloudformation_role_arn: Option<String>,
     /// Name of the SSM parameter holding the mount-target list.
     /// Default `/<project>/<env>/mount-targets`.
     #[serde(default)]

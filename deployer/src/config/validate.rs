@@ -150,6 +150,27 @@ fn check_names(c: &mut Checker<'_>, env: &str, config: &EnvironmentConfig) {
         _ => {}
     }
 
+    if let Some(arn) = &config.cloudformation_role_arn {
+        match role_account(arn) {
+            None => c.fail(
+                "cloudformation_role_arn",
+                format!("{arn:?} is not an IAM role ARN"),
+                "e.g. arn:aws:iam::012345678901:role/cloudformation-deploy (a role that trusts cloudformation.amazonaws.com)",
+            ),
+            Some(account) if config.account_id.as_deref().is_some_and(|id| id != account) => {
+                c.fail(
+                    "cloudformation_role_arn",
+                    format!(
+                        "the role is in account {account}, the environment in {}",
+                        config.account_id.as_deref().unwrap_or_default()
+                    ),
+                    "CloudFormation passes only a role of the stack's own account: name one there",
+                )
+            }
+            Some(_) => {}
+        }
+    }
+
     let r = &config.region;
     let region_ok = runtime::model::is_region(r);
     if !region_ok {
@@ -1020,6 +1041,53 @@ fn check_applications(c: &mut Checker<'_>, config: &EnvironmentConfig) {
                 300,
                 "ECS's range",
             );
+        }
+    }
+}
+
+/// The account of an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`), or
+/// `None` when it is not one.
+fn role_account(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    let rest = rest.strip_prefix("iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let name = resource.strip_prefix("role/")?;
+    let name_ok = !name.is_empty()
+        && !name.ends_with('/')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-/".contains(ch));
+    let ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
+        && account.len() == 12
+        && account.chars().all(|ch| ch.is_ascii_digit())
+        && name_ok;
+    ok.then_some(account)
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::role_account;
+
+    #[test]
+    fn role_arns_are_checked_and_give_their_account() {
+        assert_eq!(
+            role_account("arn:aws:iam::012345678901:role/deploy"),
+            Some("012345678901")
+        );
+        assert_eq!(
+            role_account("arn:aws-cn:iam::012345678901:role/path/to/deploy"),
+            Some("012345678901")
+        );
+        for bad in [
+            "arn:aws:iam::012345678901:user/deploy",
+            "arn:aws:iam::12345:role/deploy",
+            "arn:aws:iam::012345678901:role/",
+            "arn:aws:sts::012345678901:assumed-role/deploy/session",
+            "arn:aws:iam::012345678901:role/has space",
+            "deploy",
+        ] {
+            assert_eq!(role_account(bad), None, "{bad}");
         }
     }
 }
