@@ -289,7 +289,7 @@ fn before_change_set(status: &str) -> Vec<harness::Reply> {
             "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/efs-autoscaler/router".into(),
         ),
     ];
-    vec![
+    let mut replies = vec![
         cfn::describe(&bootstrap),
         cfn::describe(&Stack::new(&main_stack(), status)),
         guarded_stack_policy(),
@@ -306,6 +306,21 @@ fn before_change_set(status: &str) -> Vec<harness::Reply> {
                 "imageTags": ["deployed-local"],
             }]}),
         ),
+    ];
+    replies.extend(free_lock());
+    replies
+}
+
+/// The stack's lock in the artifact bucket: nobody holds it (GetObject 404 NoSuchKey,
+/// as S3 answers), the conditional PUT that takes it succeeds, and its release deletes
+/// it. Listed before any other GET so the lock's read is the first one answered.
+fn free_lock() -> Vec<harness::Reply> {
+    let mut missing = harness::Reply::rest("GET", 404);
+    missing.body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>locks/efs-autoscaler-local.json</Key><RequestId>4442587FB7D0A2F9</RequestId></Error>".into();
+    vec![
+        missing,
+        harness::Reply::rest("PUT", 200).header("ETag", "\"6805f2cfc46c0f04559748bb039d69ae\""),
+        harness::Reply::rest("DELETE", 204),
     ]
 }
 
@@ -455,6 +470,12 @@ fn up_reports_a_change_set_that_fails_to_create() {
         replay.actions()
     );
     assert!(writes(&replay).is_empty(), "{:?}", replay.actions());
+    // The stack's lock was given back although `up` failed.
+    assert!(
+        replay.actions().contains(&"DELETE".to_string()),
+        "{:?}",
+        replay.actions()
+    );
 }
 
 /// Nothing to change: "no changes", the empty change set deleted, exit 0, and no write

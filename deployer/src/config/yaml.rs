@@ -397,7 +397,7 @@ impl<'a> Builder<'a> {
 
 /// Resolves a plain scalar with the YAML 1.2 core schema. `yes`/`no`/`on`/`off` stay strings
 /// (YAML 1.1's "Norway problem" does not apply), so `enabled: yes` is a type error, not true.
-fn resolve_plain(text: &str) -> Value {
+pub(crate) fn resolve_plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
