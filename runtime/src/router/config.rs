@@ -58,6 +58,13 @@ pub struct ServeArgs {
     /// several. Overrides the published list and the default list.
     #[arg(long = "target", value_name = "T")]
     pub targets: Vec<String>,
+    /// Connect somewhere else than the published list says: `FROM=TO`, comma-separated,
+    /// where FROM is an address or a CIDR block and TO an address. The list, its ids and
+    /// zones, and routing are unchanged; only the connection goes to TO. For stand-ins of
+    /// the mount targets (the local environment maps each zone's subnet to a local NFS
+    /// server) and for tunnels. Not set in AWS.
+    #[arg(long, env = "ROUTER_ADDRESS_MAP", value_name = "FROM=TO,...", value_parser = super::sources::AddressMap::parse)]
+    pub address_map: Option<super::sources::AddressMap>,
     /// The SSM parameter holding the published mount-target list.
     #[arg(long, env = "SSM_PARAMETER_NAME", value_name = "NAME")]
     pub parameter: Option<String>,

@@ -74,11 +74,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         _ => None,
     };
     let parameter = ssm.as_ref().zip(args.parameter.as_deref());
+    let address_map = args.address_map.clone().unwrap_or_default();
+    if args.address_map.is_some() {
+        tracing::warn!(map = ?address_map, "connecting to mapped addresses, not the published ones (--address-map)");
+    }
     let (specs, origin) = sources::initial(
         &args.targets,
         parameter,
         args.default_targets.as_deref(),
         args.nfs_port,
+        &address_map,
     )
     .await?;
     tracing::info!(backend = ?args.backend, origin = ?origin, targets = specs.len(), "connecting to mount targets");
@@ -136,6 +141,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             name.clone(),
             Duration::from_secs(args.refresh),
             current,
+            address_map,
         );
     }
 

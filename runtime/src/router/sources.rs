@@ -32,14 +32,57 @@ pub enum SourceError {
     Unresolvable(String),
 }
 
+/// `--address-map`: where to connect instead of a published address. The first entry
+/// whose block holds the address wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressMap(Vec<(ipnet::IpNet, std::net::IpAddr)>);
+
+impl AddressMap {
+    /// `FROM=TO,...`; FROM an address (a block of one) or a CIDR block.
+    pub fn parse(text: &str) -> Result<AddressMap, String> {
+        let mut entries = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (from, to) = item.split_once('=').ok_or_else(|| {
+                format!("{item:?} is not FROM=TO (for example 10.0.1.0/24=127.0.0.2)")
+            })?;
+            let (from, to) = (from.trim(), to.trim());
+            let block = match from.parse::<ipnet::IpNet>() {
+                Ok(block) => block,
+                Err(_) => from
+                    .parse::<std::net::IpAddr>()
+                    .map(ipnet::IpNet::from)
+                    .map_err(|_| {
+                        format!("{from:?} in {item:?} is neither an address nor a CIDR block")
+                    })?,
+            };
+            let to = to
+                .parse()
+                .map_err(|_| format!("{to:?} in {item:?} is not an IP address"))?;
+            entries.push((block, to));
+        }
+        if entries.is_empty() {
+            return Err("empty: give FROM=TO pairs, or leave it unset".into());
+        }
+        Ok(AddressMap(entries))
+    }
+
+    /// Where to connect for a published `address`.
+    pub fn apply(&self, address: std::net::IpAddr) -> std::net::IpAddr {
+        self.0
+            .iter()
+            .find(|(block, _)| block.contains(&address))
+            .map_or(address, |(_, to)| *to)
+    }
+}
+
 /// The published list as targets: keyed by mount-target id, so routing does not depend
 /// on the list's order or on addresses.
-pub fn from_list(list: &MountTargetList) -> Vec<TargetSpec> {
+pub fn from_list(list: &MountTargetList, map: &AddressMap) -> Vec<TargetSpec> {
     list.targets()
         .iter()
         .map(|t| TargetSpec {
             key: t.mount_target_id.clone(),
-            address: t.ip_address.to_string(),
+            address: map.apply(t.ip_address.into()).to_string(),
             availability_zone: Some(t.availability_zone.clone()),
             mount_target_id: Some(t.mount_target_id.clone()),
         })
@@ -109,6 +152,7 @@ pub async fn initial(
     parameter: Option<(&Ssm, &str)>,
     defaults: Option<&str>,
     port: u16,
+    map: &AddressMap,
 ) -> Result<(Vec<TargetSpec>, Origin), SourceError> {
     if !flags.is_empty() {
         return Ok((
@@ -125,7 +169,7 @@ pub async fn initial(
                     targets = list.len(),
                     "mount-target list read"
                 );
-                return Ok((from_list(&list), Origin::Parameter));
+                return Ok((from_list(&list, map), Origin::Parameter));
             }
             Ok(None) => why = Some((name.to_string(), "it does not exist".to_string())),
             Err(e) => why = Some((name.to_string(), e)),
@@ -152,6 +196,7 @@ pub fn spawn_watch(
     name: String,
     interval: Duration,
     mut current: Vec<TargetSpec>,
+    map: AddressMap,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -160,7 +205,7 @@ pub fn spawn_watch(
             tick.tick().await;
             match read_parameter(&ssm, &name).await {
                 Ok(Some(list)) => {
-                    let specs = from_list(&list);
+                    let specs = from_list(&list, &map);
                     if specs != current {
                         tracing::info!(parameter = %name, targets = specs.len(), "mount-target list changed");
                         pool.apply(specs.clone());
@@ -179,6 +224,50 @@ pub fn spawn_watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_address_map_redirects_blocks_and_leaves_the_rest() {
+        let map = AddressMap::parse("10.0.1.0/24=127.0.0.2, 10.0.2.7=127.0.0.3").unwrap();
+        let at = |a: &str| map.apply(a.parse().unwrap()).to_string();
+        assert_eq!(at("10.0.1.4"), "127.0.0.2");
+        assert_eq!(at("10.0.1.255"), "127.0.0.2");
+        assert_eq!(at("10.0.2.7"), "127.0.0.3");
+        // Outside every block: the published address.
+        assert_eq!(at("10.0.2.8"), "10.0.2.8");
+        assert_eq!(at("10.0.3.4"), "10.0.3.4");
+        for bad in [
+            "",
+            "10.0.1.0/24",
+            "10.0.1.0/33=127.0.0.2",
+            "10.0.1.0/24=local",
+            "x=127.0.0.1",
+        ] {
+            assert!(AddressMap::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_list_keeps_ids_and_zones_when_addresses_are_mapped() {
+        let list = MountTargetList::new(vec![crate::model::MountTarget {
+            mount_target_id: "fsmt-0000000a".into(),
+            ip_address: "10.0.1.4".parse().unwrap(),
+            availability_zone: "ap-northeast-1a".into(),
+            subnet_id: "subnet-0000000a".into(),
+        }])
+        .unwrap();
+        let map = AddressMap::parse("10.0.1.0/24=127.0.0.2").unwrap();
+        let specs = from_list(&list, &map);
+        assert_eq!(specs[0].address, "127.0.0.2");
+        assert_eq!(specs[0].key, "fsmt-0000000a");
+        assert_eq!(
+            specs[0].availability_zone.as_deref(),
+            Some("ap-northeast-1a")
+        );
+        assert_eq!(
+            from_list(&list, &AddressMap::default())[0].address,
+            "10.0.1.4"
+        );
+    }
 
     #[test]
     fn zones_come_from_zonal_efs_names() {
@@ -205,20 +294,28 @@ mod tests {
 
     #[tokio::test]
     async fn flags_win_and_nothing_configured_is_an_error() {
-        let (specs, origin) = initial(&["/tmp/a".into()], None, Some("127.0.0.2"), 2049)
-            .await
-            .unwrap();
+        let (specs, origin) = initial(
+            &["/tmp/a".into()],
+            None,
+            Some("127.0.0.2"),
+            2049,
+            &AddressMap::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (specs[0].address.as_str(), origin),
             ("/tmp/a", Origin::Flags)
         );
-        let (specs, origin) = initial(&[], None, Some("127.0.0.2"), 2049).await.unwrap();
+        let (specs, origin) = initial(&[], None, Some("127.0.0.2"), 2049, &AddressMap::default())
+            .await
+            .unwrap();
         assert_eq!(
             (specs[0].address.as_str(), origin),
             ("127.0.0.2", Origin::Default)
         );
         assert!(matches!(
-            initial(&[], None, None, 2049).await,
+            initial(&[], None, None, 2049, &AddressMap::default()).await,
             Err(SourceError::NotConfigured)
         ));
     }
