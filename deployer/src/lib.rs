@@ -14,6 +14,7 @@ pub mod config;
 pub mod diff;
 pub mod files;
 pub mod lint;
+pub mod local_plane;
 pub mod lock;
 pub mod package;
 pub mod progress;

@@ -146,19 +146,22 @@ fn bootstrap_up_diff_change_scale_status_down() {
     // A threshold change: the function's variable, exit 2, then applied.
     let local = envs.path().join("local.yaml");
     let yaml = std::fs::read_to_string(&local).unwrap();
-    std::fs::write(&local, yaml + "\nscaler:\n  file_count_threshold: 50\n").unwrap();
+    assert!(yaml.contains("file_count_threshold: 100\n"), "{yaml}");
+    std::fs::write(
+        &local,
+        yaml.replace("file_count_threshold: 100\n", "file_count_threshold: 50\n"),
+    )
+    .unwrap();
     let diff = env.run(&["diff", "--env", "local", "--exit-code"]);
     assert_eq!(diff.status.code(), Some(2), "{}", text(&diff));
     let shown = stdout(&diff);
     assert!(shown.contains("> ScalerFunction"), "{shown}");
     assert!(
-        shown.contains(
-            "Properties.Environment.Variables.FILE_COUNT_THRESHOLD: \"100000\" -> \"50\""
-        ),
+        shown.contains("Properties.Environment.Variables.FILE_COUNT_THRESHOLD: \"100\" -> \"50\""),
         "{shown}"
     );
     assert!(
-        shown.contains("scaler.file_count_threshold: 100000 -> 50"),
+        shown.contains("scaler.file_count_threshold: 100 -> 50"),
         "{shown}"
     );
     let markdown = env.run(&["diff", "--env", "local", "--format", "markdown"]);

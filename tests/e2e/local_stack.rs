@@ -263,7 +263,7 @@ async fn local_environment_creates_every_resource() {
     assert_eq!(vars.get("VPC_ID"), Some(&vpc_id));
     assert_eq!(
         vars.get("FILE_COUNT_THRESHOLD").map(String::as_str),
-        Some("100000")
+        Some("100")
     );
     assert_eq!(
         vars.get("SSM_PARAMETER_NAME"),

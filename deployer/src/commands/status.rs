@@ -1,6 +1,7 @@
 //! `deployer status --env NAME`: the stack, the file system's mount targets, the
 //! published list and whether it matches them, the router service, the scaler's
-//! schedule and the alarms, read live (no write call).
+//! schedule and the alarms, read live (no write call); for a local environment, also
+//! the data plane scripts/local-up runs (`crate::local_plane`).
 
 use std::process::ExitCode;
 
@@ -163,6 +164,12 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
     } else {
         status["alarms"] = json!([]);
     }
+    // A local environment: what scripts/local-up runs for it on this machine.
+    if env.config.endpoint_url.is_some()
+        && let Some(local) = crate::local_plane::read(&name).await
+    {
+        status["local"] = local;
+    }
     Ok(status)
 }
 
@@ -305,6 +312,9 @@ pub fn text(status: &Value) -> String {
         for a in alarms {
             let _ = writeln!(out, "  {:<18} {}", s(&a["state"]), s(&a["name"]));
         }
+    }
+    if status["local"].is_object() {
+        crate::local_plane::text(&status["local"], &mut out);
     }
     out
 }
