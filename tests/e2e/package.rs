@@ -54,7 +54,19 @@ fn package_is_reproducible_static_and_readable_by_skopeo() {
         "nothing was pushed: {a}"
     );
 
-    elf::check_static(&bootstrap_of(&zip_a), Architecture::X86_64).unwrap();
+    let bootstrap = bootstrap_of(&zip_a);
+    elf::check_static(&bootstrap, Architecture::X86_64).unwrap();
+    // Nothing of this machine or this day is in the binaries: another machine (another
+    // home directory) or another day builds the same bytes.
+    let router = router_of(dirs[0].path());
+    for (name, binary) in [("bootstrap", &bootstrap), ("efs-router", &router)] {
+        for leak in machine_and_day() {
+            assert!(
+                !contains(binary, leak.as_bytes()),
+                "{name} holds {leak:?}: a build on another machine or day would differ"
+            );
+        }
+    }
     let config = image_config(dirs[0].path(), &a);
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["os"], "linux");
@@ -75,6 +87,56 @@ fn bootstrap_of(zip: &[u8]) -> Vec<u8> {
     let mut bootstrap = Vec::new();
     std::io::Read::read_to_end(&mut archive.by_name("bootstrap").unwrap(), &mut bootstrap).unwrap();
     bootstrap
+}
+
+/// `/usr/local/bin/efs-router` from the one layer of the OCI layout `package --out DIR`
+/// wrote, unpacked with tar.
+fn router_of(dir: &Path) -> Vec<u8> {
+    let layout = dir.join("router-image");
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        layout.join("blobs/sha256").join(hex)
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&index["manifests"][0]["digest"])).unwrap())
+            .unwrap();
+    let out = Command::new("tar")
+        .arg("-xzOf")
+        .arg(blob(&manifest["layers"][0]["digest"]))
+        .arg("usr/local/bin/efs-router")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+    out.stdout
+}
+
+/// What a build would take from this machine or this day: the cargo home the registry
+/// sources are unpacked in, and today's date as C's `__DATE__` writes it.
+fn machine_and_day() -> Vec<String> {
+    let home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    let date = Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["+%b %e %Y"])
+        .output()
+        .unwrap();
+    vec![
+        format!("{home}/registry"),
+        String::from_utf8(date.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string(),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The image config of the OCI layout `package --out DIR` wrote, as skopeo reads it.

@@ -192,6 +192,22 @@ pub fn toolchain(arch: Architecture) -> Result<Toolchain, BuildError> {
     }))
 }
 
+/// `--config` for `target`'s rustflags that keep where the registry sources were unpacked
+/// (`$CARGO_HOME/registry/src/...`, in panic and log locations) out of the binaries, so
+/// two machines with another home directory build the same bytes. Workspace paths are
+/// relative already and the standard library's are remapped by rustup. A flag on the
+/// command line adds to the user's own configured rustflags (a `RUSTFLAGS` variable
+/// replaces both, as always with cargo).
+fn reproducible_rustflags(target: &str) -> Option<String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let flag = format!("--remap-path-prefix={}=/cargo", home.to_str()?);
+    // A JSON string is a TOML basic string.
+    let flag = serde_json::to_string(&flag).ok()?;
+    Some(format!("target.{target}.rustflags=[{flag}]"))
+}
+
 /// Builds `bins` for `arch`. `quiet` hides cargo's progress (not on a terminal) and
 /// shows its output only when the build fails.
 pub fn build(
@@ -210,7 +226,15 @@ pub fn build(
     command
         .args(["--locked", "--profile", PROFILE, "--target", target])
         .args(["-p", RUNTIME_PACKAGE])
-        .current_dir(&workspace.root);
+        .current_dir(&workspace.root)
+        // Same source, same bytes, on any machine at any time. C compilers write the
+        // build's date into `__DATE__`/`__TIME__` (mimalloc prints its own), unless
+        // SOURCE_DATE_EPOCH fixes it: the epoch, as the image's dates. cc reruns the C
+        // builds when it changes.
+        .env("SOURCE_DATE_EPOCH", "0");
+    if let Some(flags) = reproducible_rustflags(target) {
+        command.args(["--config", &flags]);
+    }
     for bin in bins {
         command.args(["--bin", bin]);
     }
