@@ -918,6 +918,20 @@ mod first_contact {
         one_sentence(&stderr);
     }
 
+    /// The local endpoint takes any key pair: the help says so instead of `aws configure`.
+    #[test]
+    fn no_credentials_for_the_local_endpoint() {
+        let (code, stderr) = bare(&["status", "--env", "local"], &[]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+        assert!(
+            stderr.contains("export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
+                && !stderr.contains("aws configure"),
+            "{stderr}"
+        );
+        one_sentence(&stderr);
+    }
+
     #[test]
     fn an_unknown_profile() {
         let (code, stderr) = bare(&["status", "--env", "dev", "--profile", "nope"], &[]);

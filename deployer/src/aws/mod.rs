@@ -111,7 +111,7 @@ pub async fn guard(
     env: &Environment,
     profile: Option<&str>,
 ) -> miette::Result<()> {
-    credentials(sdk, profile).await?;
+    credentials(sdk, profile, env.config.endpoint_url.as_deref()).await?;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     if region != env.config.region {
         return Err(miette::miette!(
@@ -140,12 +140,23 @@ pub async fn guard(
 
 /// Loads the credentials before the first call, so a person without working ones gets
 /// one sentence of cause and the command that fixes it, instead of the SDK's chain of
-/// provider errors under the first operation's name (`-v` shows the chain).
-pub async fn credentials(sdk: &SdkConfig, profile: Option<&str>) -> miette::Result<()> {
+/// provider errors under the first operation's name (`-v` shows the chain). For an
+/// environment on a local endpoint (`endpoint_url`), the fix is any key pair at all.
+pub async fn credentials(
+    sdk: &SdkConfig,
+    profile: Option<&str>,
+    local_endpoint: Option<&str>,
+) -> miette::Result<()> {
     use aws_credential_types::provider::ProvideCredentials as _;
+    let local_help = |help: String| match local_endpoint {
+        Some(url) => format!(
+            "the environment's endpoint is a local one ({url}), which takes any key pair: `export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local` (scripts/local-up's own), then run again"
+        ),
+        None => help,
+    };
     let Some(provider) = sdk.credentials_provider() else {
         return Err(miette::miette!(
-            help = "run `aws configure` or `aws sso login`, or set AWS_PROFILE",
+            help = local_help("run `aws configure` or `aws sso login`, or set AWS_PROFILE".into()),
             "no AWS credentials are configured"
         ));
     };
@@ -164,7 +175,7 @@ pub async fn credentials(sdk: &SdkConfig, profile: Option<&str>) -> miette::Resu
     };
     tracing::debug!(error = ?error, "loading credentials failed");
     let (cause, help) = explain_credentials(&runtime::aws::causes(&error), profile);
-    Err(miette::miette!(help = help, "{cause}"))
+    Err(miette::miette!(help = local_help(help), "{cause}"))
 }
 
 /// What a credentials failure means for a person, from its causes; the profile named
