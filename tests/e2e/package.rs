@@ -165,7 +165,7 @@ fn package_cross_builds_arm64() {
     std::fs::write(
         &local,
         yaml.replacen("service:\n", "service:\n  architecture: arm64\n", 1)
-            + "\nscaler:\n  architecture: arm64\n",
+            .replacen("scaler:\n", "scaler:\n  architecture: arm64\n", 1),
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
