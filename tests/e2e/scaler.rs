@@ -218,6 +218,8 @@ async fn scaler_lambda_mode_serves_an_event_and_reports_bad_configuration() {
             )
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            // Lambda's application log level, as the function's logging configuration sets it.
+            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
     };
@@ -260,11 +262,65 @@ async fn scaler_lambda_mode_serves_an_event_and_reports_bad_configuration() {
             .any(|l| l["message"] == "scaler run finished" && l["result"]["file_count"] == 3),
         "{stdout}"
     );
+    // Every line of the run carries Lambda's request id, the run's id in its result too.
+    assert_eq!(result["run_id"], "req-1");
+    let run_lines: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("runtime::scaler"))
+        })
+        .collect();
+    assert!(
+        run_lines.len() >= 4 && run_lines.iter().all(|l| l["run_id"] == "req-1"),
+        "{stdout}"
+    );
     assert!(
         lines.iter().any(
             |l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EfsAutoscaler"
                 && l["FileCount"] == 3
         ),
+        "{stdout}"
+    );
+
+    // A failed run is a failed invocation (Lambda's Errors metric, and so the alarm, see
+    // it): the file system's directory is gone.
+    let api = FakeRuntimeApi::start().await.unwrap();
+    let mut gone = vars.clone();
+    gone.insert(
+        "TARGET_DIRECTORY".into(),
+        dir.path().join("gone").display().to_string(),
+    );
+    let mut cmd = scaler_command(&moto, &local, &gone);
+    lambda_vars(&api, &mut cmd);
+    let mut child = cmd.spawn().expect("start efs-scaler");
+    api.push_event(
+        "req-2",
+        &serde_json::json!({"source": "aws.events", "detail": {}}),
+    );
+    let posted = api.wait_post(Duration::from_secs(60)).await;
+    child.kill().ok();
+    let output = child.wait_with_output().expect("efs-scaler output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let posted = posted.unwrap_or_else(|| panic!("nothing posted; stdout: {stdout}"));
+    assert_eq!(posted.kind, "error", "{posted:?}");
+    assert_eq!(posted.request_id.as_deref(), Some("req-2"));
+    let error: Value = serde_json::from_str(&posted.body).unwrap();
+    assert_eq!(error["errorType"], "Scaler.efs_access", "{posted:?}");
+    let failed: Value = serde_json::from_str(error["errorMessage"].as_str().unwrap()).unwrap();
+    assert_eq!(failed["run_id"], "req-2");
+    assert!(
+        failed["error"].as_str().unwrap().contains("gone"),
+        "{failed}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| {
+                l["level"] == "ERROR" && l["run_id"] == "req-2" && l["kind"] == "efs_access"
+            }),
         "{stdout}"
     );
 

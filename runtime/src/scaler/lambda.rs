@@ -15,7 +15,7 @@ use super::config::ScalerConfig;
 use super::deadline::Deadline;
 use super::metrics;
 use super::pass::{Clients, RunOptions, run};
-use super::result::{RunResult, rfc3339};
+use super::result::{FailureKind, RunResult, rfc3339};
 
 /// Variables the Lambda service sets; without them this is not a Lambda environment.
 const LAMBDA_VARS: [&str; 4] = [
@@ -55,11 +55,7 @@ struct Failed(RunResult);
 
 impl From<Failed> for Diagnostic {
     fn from(f: Failed) -> Self {
-        let kind =
-            f.0.error_kind
-                .and_then(|k| serde_json::to_value(k).ok())
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "unknown".to_string());
+        let kind = f.0.error_kind.map_or("unknown", FailureKind::as_str);
         Diagnostic {
             error_type: format!("Scaler.{kind}"),
             error_message: f.0.to_json(),
@@ -114,7 +110,8 @@ pub async fn serve() -> Result<(), String> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let dry_run = dry_run(&event.payload)?;
-            let options = RunOptions::new(dry_run, Deadline::from_lambda(event.context.deadline));
+            let options = RunOptions::new(dry_run, Deadline::from_lambda(event.context.deadline))
+                .with_run_id(event.context.request_id.clone());
             let result = run(config, clients, options).await;
             emit(&result_log_line(&result));
             emit(&metrics::emf_line(

@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn every_declared_metric_has_a_value() {
-        let mut r = RunResult::new(UNIX_EPOCH, 10, Policy::PerTarget, false);
+        let mut r = RunResult::new("run-1", UNIX_EPOCH, 10, Policy::PerTarget, false);
         r.file_count = 42;
         r.new_mount_target_created = true;
         r.mount_targets_after = vec![TargetSummary {

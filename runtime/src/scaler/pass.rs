@@ -44,22 +44,36 @@ impl Clients {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Names every log line of the run and its result: Lambda's request id in Lambda
+    /// (the same id as Lambda's own START, END and REPORT lines), a random one elsewhere.
+    pub run_id: String,
     /// Read, count and decide, but create, write and redeploy nothing.
     pub dry_run: bool,
     pub deadline: Deadline,
     /// First wait between polls of a new mount target; doubles up to 5 s.
     pub poll_interval: Duration,
+    /// How often the wait for a new mount target says it is still waiting.
+    pub progress_every: Duration,
 }
 
 impl RunOptions {
     pub fn new(dry_run: bool, deadline: Deadline) -> Self {
         RunOptions {
+            run_id: format!("run-{:016x}", rand::random::<u64>()),
             dry_run,
             deadline,
             // EFS takes a minute or two to make a mount target available.
             poll_interval: Duration::from_secs(1),
+            progress_every: Duration::from_secs(15),
+        }
+    }
+
+    pub fn with_run_id(self, run_id: impl Into<String>) -> Self {
+        RunOptions {
+            run_id: run_id.into(),
+            ..self
         }
     }
 }
@@ -88,10 +102,20 @@ impl Failure {
 pub async fn run(config: &ScalerConfig, clients: &Clients, options: RunOptions) -> RunResult {
     let started = Instant::now();
     let mut result = RunResult::new(
+        &options.run_id,
         SystemTime::now(),
         config.threshold,
         config.policy,
         options.dry_run,
+    );
+    tracing::info!(
+        run_id = %options.run_id,
+        file_system_id = %config.file_system_id,
+        threshold = config.threshold,
+        policy = ?config.policy,
+        dry_run = options.dry_run,
+        seconds_left = options.deadline.remaining().as_secs(),
+        "scaler run started"
     );
     let pass = Pass {
         config,
@@ -99,6 +123,12 @@ pub async fn run(config: &ScalerConfig, clients: &Clients, options: RunOptions) 
         options,
     };
     if let Err(f) = pass.run(&mut result).await {
+        tracing::error!(
+            run_id = %pass.options.run_id,
+            kind = f.kind.as_str(),
+            error = %f.message,
+            "scaler run stopped at an error; nothing after it was written"
+        );
         result.error = Some(f.message);
         result.error_kind = Some(f.kind);
     }
@@ -161,6 +191,12 @@ impl Pass<'_> {
 
         let occupied = occupied_zones(&before);
         let existing = occupied.len();
+        tracing::info!(
+            run_id = %self.options.run_id,
+            mount_targets = before.len(),
+            zones = ?occupied,
+            "mount targets described"
+        );
         let free: Vec<&Candidate> = cfg
             .candidates
             .iter()
@@ -175,12 +211,38 @@ impl Pass<'_> {
         };
 
         let limit = cfg.policy.count_limit(bounds, existing);
+        let counting = Instant::now();
         let counted = self.count(limit).await?;
         result.file_count = counted.files;
         result.file_count_complete = counted.complete;
         result.threshold_exceeded = counted.files > cfg.threshold;
+        tracing::info!(
+            run_id = %self.options.run_id,
+            file_count = counted.files,
+            complete = counted.complete,
+            limit,
+            threshold = cfg.threshold,
+            threshold_exceeded = result.threshold_exceeded,
+            seconds = counting.elapsed().as_secs_f64(),
+            "files counted"
+        );
         let desired = cfg.policy.desired(bounds, counted.files, existing);
         result.desired_mount_targets = Some(desired);
+        let action = match (desired > existing, free.first()) {
+            (true, Some(_)) if self.options.dry_run => "none: dry run",
+            (true, Some(_)) => "create a mount target",
+            _ if result.threshold_exceeded && existing >= max => "none: no zone left to add",
+            _ => "none",
+        };
+        tracing::info!(
+            run_id = %self.options.run_id,
+            existing,
+            desired,
+            max,
+            zone = free.first().filter(|_| desired > existing).map(|c| c.availability_zone.as_str()),
+            action,
+            "scaling decision"
+        );
 
         let mut after = None;
         // `desired > existing` implies a free zone (desired <= max <= existing + free).
@@ -243,6 +305,20 @@ impl Pass<'_> {
             })?
             .map_err(|e| Failure::new(FailureKind::Ssm, e.to_string()))?;
         result.parameter_updated = published.written;
+        tracing::info!(
+            run_id = %self.options.run_id,
+            parameter = %cfg.ssm_parameter_name,
+            mount_targets = list.len(),
+            written = published.written,
+            "{}",
+            if published.written {
+                "mount-target list published"
+            } else if published.changed {
+                "mount-target list not written (dry run)"
+            } else {
+                "mount-target list unchanged"
+            }
+        );
         if published.raced {
             // Both lists came from the mount targets as each writer saw them; the next
             // run, five minutes on, publishes them as they are then.
@@ -280,6 +356,14 @@ impl Pass<'_> {
                         .force_new_deployment(&cfg.cluster, &cfg.service),
                 )
                 .await?;
+            tracing::info!(
+                run_id = %self.options.run_id,
+                cluster = %cfg.cluster,
+                service = %cfg.service,
+                deployment_id = %id,
+                reason = if published.written { "the list changed" } else { "the list is newer than the service's deployment: an earlier redeploy failed" },
+                "router service redeployed"
+            );
             result.deployment_triggered = true;
             result.deployment_id = Some(id).filter(|id| !id.is_empty());
         }
@@ -339,6 +423,12 @@ impl Pass<'_> {
         result: &mut RunResult,
     ) -> Result<Vec<MountTargetInfo>, Failure> {
         let cfg = self.config;
+        tracing::info!(
+            run_id = %self.options.run_id,
+            zone = %c.availability_zone,
+            subnet = %c.subnet_id,
+            "creating a mount target"
+        );
         let created = self
             .call(
                 FailureKind::MountTargetCreation,
@@ -352,6 +442,12 @@ impl Pass<'_> {
             .await?;
         let id = match created {
             Created::New(mt) => {
+                tracing::info!(
+                    run_id = %self.options.run_id,
+                    mount_target_id = %mt.mount_target_id,
+                    zone = %c.availability_zone,
+                    "mount target creation started; waiting for it to become available"
+                );
                 result.new_mount_target_created = true;
                 result.new_mount_target_id = Some(mt.mount_target_id.clone());
                 mt.mount_target_id
@@ -386,12 +482,37 @@ impl Pass<'_> {
     async fn wait_available(&self, id: &str, result: &mut RunResult) -> Result<(), Failure> {
         let until = self.options.deadline.less(PUBLISH_RESERVE);
         let mut delay = self.options.poll_interval;
+        let waiting = Instant::now();
+        let mut said = Instant::now();
         loop {
             let polled = until.bound(self.clients.efs.mount_target(id)).await;
             match polled {
                 Some(Ok(Some(mt))) => match mt.state {
-                    State::Available => return Ok(()),
-                    State::Creating | State::Updating => {}
+                    State::Available => {
+                        tracing::info!(
+                            run_id = %self.options.run_id,
+                            mount_target_id = id,
+                            ip_address = ?mt.ip_address,
+                            waited_seconds = waiting.elapsed().as_secs(),
+                            "mount target available"
+                        );
+                        return Ok(());
+                    }
+                    State::Creating | State::Updating => {
+                        // A creation takes minutes: a line now and then shows the run
+                        // is alive and how long it has waited.
+                        if said.elapsed() >= self.options.progress_every {
+                            said = Instant::now();
+                            tracing::info!(
+                                run_id = %self.options.run_id,
+                                mount_target_id = id,
+                                state = mt.state.as_str(),
+                                waited_seconds = waiting.elapsed().as_secs(),
+                                seconds_left = until.remaining().as_secs(),
+                                "waiting for the mount target"
+                            );
+                        }
+                    }
                     other => {
                         return Err(Failure::new(
                             FailureKind::MountTargetCreation,
@@ -417,9 +538,9 @@ impl Pass<'_> {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-        result.warnings.push(format!(
-            "mount target {id} is not available yet; the next run publishes it"
-        ));
+        let warning = format!("mount target {id} is not available yet; the next run publishes it");
+        tracing::warn!(run_id = %self.options.run_id, mount_target_id = id, "{warning}");
+        result.warnings.push(warning);
         Ok(())
     }
 

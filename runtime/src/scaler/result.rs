@@ -31,6 +31,21 @@ pub enum FailureKind {
     Ecs,
 }
 
+impl FailureKind {
+    /// As the result's `error_kind` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::EfsAccess => "efs_access",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Configuration => "configuration",
+            FailureKind::MountTargetCreation => "mount_target_creation",
+            FailureKind::NoAvailableMountTarget => "no_available_mount_target",
+            FailureKind::Ssm => "ssm",
+            FailureKind::Ecs => "ecs",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetSummary {
     pub mount_target_id: String,
@@ -52,6 +67,8 @@ impl From<&MountTargetInfo> for TargetSummary {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunResult {
+    /// The run's id, on each of its log lines too (Lambda's request id in Lambda).
+    pub run_id: String,
     /// When the run started, RFC 3339 UTC.
     pub timestamp: String,
     pub file_count: u64,
@@ -77,8 +94,15 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    pub fn new(started: SystemTime, threshold: u64, policy: Policy, dry_run: bool) -> Self {
+    pub fn new(
+        run_id: &str,
+        started: SystemTime,
+        threshold: u64,
+        policy: Policy,
+        dry_run: bool,
+    ) -> Self {
         RunResult {
+            run_id: run_id.to_string(),
             timestamp: rfc3339(started),
             file_count: 0,
             file_count_complete: false,
@@ -119,4 +143,26 @@ pub fn rfc3339(t: SystemTime) -> String {
     DateTime::from(t)
         .fmt(Format::DateTime)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::FailureKind;
+
+    /// Log lines and Lambda's error type name a kind as the result's JSON does.
+    #[test]
+    fn a_kind_is_named_as_its_json() {
+        for kind in [
+            FailureKind::EfsAccess,
+            FailureKind::Deadline,
+            FailureKind::Configuration,
+            FailureKind::MountTargetCreation,
+            FailureKind::NoAvailableMountTarget,
+            FailureKind::Ssm,
+            FailureKind::Ecs,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
 }

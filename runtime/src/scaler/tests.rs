@@ -33,6 +33,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::body::SdkBody;
 use proptest::prelude::*;
+use serde_json::Value;
 
 use super::config::ScalerConfig;
 use super::deadline::Deadline;
@@ -523,9 +524,8 @@ fn files(n: usize) -> tempfile::TempDir {
 
 fn options(dry_run: bool) -> RunOptions {
     RunOptions {
-        dry_run,
-        deadline: Deadline::after(Duration::from_secs(30)),
         poll_interval: Duration::from_millis(1),
+        ..RunOptions::new(dry_run, Deadline::after(Duration::from_secs(30)))
     }
 }
 
@@ -719,6 +719,156 @@ fn creation_failure_writes_nothing_and_redeploys_nothing() {
     assert_eq!(w.param, before);
 }
 
+/// The JSON log lines (as Lambda's CloudWatch Logs gets them) of one pass.
+fn logged_pass(world: &Shared, cfg: &ScalerConfig, options: RunOptions) -> (RunResult, Vec<Value>) {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, || {
+        pass_with(world, &clients(world), cfg, options)
+    });
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let events = text
+        .lines()
+        // The SDK's own lines are not the scaler's.
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("runtime::scaler"))
+        })
+        .collect();
+    (result, events)
+}
+
+fn messages(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_scale_out_logs_each_step_with_the_run_id_and_the_wait_for_the_new_target() {
+    let mut w = World::deployed();
+    w.creating_polls = 3;
+    let world = shared(w);
+    let dir = files(25);
+    let cfg = config(dir.path(), 10);
+    let options = RunOptions {
+        progress_every: Duration::ZERO,
+        ..options(false)
+    }
+    .with_run_id("req-7f3a");
+    let (r, events) = logged_pass(&world, &cfg, options);
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(r.run_id, "req-7f3a");
+    assert!(
+        events.iter().all(|e| e["run_id"] == "req-7f3a"),
+        "a line without the run id: {events:#?}"
+    );
+    assert_eq!(
+        messages(&events),
+        [
+            "scaler run started",
+            "mount targets described",
+            "files counted",
+            "scaling decision",
+            "creating a mount target",
+            "mount target creation started; waiting for it to become available",
+            "waiting for the mount target",
+            "waiting for the mount target",
+            "waiting for the mount target",
+            "mount target available",
+            "mount-target list published",
+            "router service redeployed",
+        ],
+        "{events:#?}"
+    );
+    let new_id = r.new_mount_target_id.as_deref().unwrap();
+    let by = |m: &str| events.iter().find(|e| e["message"] == m).unwrap();
+    assert_eq!(by("files counted")["threshold_exceeded"], true);
+    assert_eq!(by("scaling decision")["action"], "create a mount target");
+    assert_eq!(by("scaling decision")["zone"], "ap-northeast-1d");
+    assert_eq!(
+        by("waiting for the mount target")["mount_target_id"],
+        new_id
+    );
+    assert_eq!(by("waiting for the mount target")["state"], "creating");
+    assert_eq!(by("mount target available")["mount_target_id"], new_id);
+    assert_eq!(
+        by("router service redeployed")["deployment_id"],
+        r.deployment_id.as_deref().unwrap()
+    );
+
+    // Below the threshold: the decision says so, and nothing after it is a write.
+    let (r, events) = logged_pass(&world, &cfg, options_with_id(false, "req-2"));
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(
+        messages(&events),
+        [
+            "scaler run started",
+            "mount targets described",
+            "files counted",
+            "scaling decision",
+            "mount-target list unchanged",
+        ],
+        "{events:#?}"
+    );
+}
+
+fn options_with_id(dry_run: bool, id: &str) -> RunOptions {
+    options(dry_run).with_run_id(id)
+}
+
+#[test]
+fn a_failed_step_is_logged_as_an_error_with_its_kind() {
+    let mut w = World::deployed();
+    w.fail.insert(
+        Op::CreateMountTarget,
+        Injected {
+            status: 409,
+            code: "NoFreeAddressesInSubnet",
+        },
+    );
+    let world = shared(w);
+    let dir = files(100);
+    let (r, events) = logged_pass(
+        &world,
+        &config(dir.path(), 10),
+        options_with_id(false, "req-9"),
+    );
+    assert_eq!(r.error_kind, Some(FailureKind::MountTargetCreation));
+    let last = events.last().unwrap();
+    assert_eq!(last["level"], "ERROR", "{events:#?}");
+    assert_eq!(last["run_id"], "req-9");
+    assert_eq!(last["kind"], "mount_target_creation");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("NoFreeAddressesInSubnet"),
+        "{last}"
+    );
+}
+
 #[test]
 fn ssm_write_failure_keeps_the_old_list_and_does_not_redeploy() {
     let mut w = World::deployed();
@@ -882,10 +1032,9 @@ fn a_target_still_creating_at_the_deadline_is_left_for_the_next_run() {
         &clients(&world),
         &cfg,
         RunOptions {
-            dry_run: false,
-            // The wait keeps 10 s back for publishing; this leaves it half a second.
-            deadline: Deadline::after(Duration::from_millis(10_500)),
             poll_interval: Duration::from_millis(20),
+            // The wait keeps 10 s back for publishing; this leaves it half a second.
+            ..RunOptions::new(false, Deadline::after(Duration::from_millis(10_500)))
         },
     );
     assert!(r.is_success(), "{r:?}");
