@@ -764,6 +764,59 @@ mod shapes {
         }
     }
 
+    /// The missed-runs alarm counts the scaler's runs per schedule period, and exists
+    /// only when there is an even period to count in and a scaler to run; every alarm
+    /// notifies the topic.
+    #[test]
+    fn the_missed_runs_alarm_follows_the_schedule() {
+        let envs = repo().join("environments");
+        for (env, period) in [("dev", "300"), ("local", "60")] {
+            let t = render(&envs, env);
+            let alarm = resource(&t, "ScalerMissedRunsAlarm");
+            assert!(
+                alarm.contains(&format!("Period: {period}\n"))
+                    && alarm.contains("MetricName: Invocations")
+                    && alarm.contains("ComparisonOperator: LessThanThreshold")
+                    && alarm.contains("TreatMissingData: breaching"),
+                "{env}: {alarm}"
+            );
+            let alarms: Vec<&str> = t
+                .lines()
+                .filter(|l| {
+                    l.starts_with("  ")
+                        && !l.starts_with("   ")
+                        && l.ends_with(':')
+                        && l.trim()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == ':')
+                })
+                .map(|l| l.trim().trim_end_matches(':'))
+                .filter(|name| resource(&t, name).contains("Type: AWS::CloudWatch::Alarm"))
+                .collect();
+            for name in &alarms {
+                assert!(
+                    resource(&t, name).contains("AlarmActions: [!Ref AlarmTopic]"),
+                    "{env} {name}"
+                );
+            }
+            for expected in ["RouterCpuAlarm", "RouterMemoryAlarm", "LogErrorsAlarm"] {
+                assert!(alarms.contains(&expected), "{env}: {alarms:?}");
+            }
+        }
+        for (why, scaler) in [
+            ("cron", "scaler:\n  schedule: cron(0/5 * * * ? *)\n"),
+            ("disabled", "scaler:\n  enabled: false\n"),
+        ] {
+            let shared =
+                std::fs::read_to_string(repo().join("docs/examples/environments/shared.yaml"))
+                    .unwrap();
+            let dir = examples(&[("shared.yaml", &format!("{shared}\n{scaler}"))]);
+            let t = render(dir.path(), "shared");
+            assert!(!t.contains("ScalerMissedRunsAlarm:"), "{why}");
+            assert!(t.contains("ScalerErrorsAlarm:"), "{why}");
+        }
+    }
+
     /// Every VPC endpoint has a policy that admits this account's principals (and, on S3,
     /// ECR's layer bucket), never the whole of AWS.
     #[test]

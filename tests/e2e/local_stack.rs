@@ -20,23 +20,56 @@ const EMPTY_ZIP: [u8; 22] = [
 ];
 const ACCOUNT: &str = "123456789012";
 
+/// CloudFormation's limit for a `TemplateBody`, as `deployer up` applies it.
+const INLINE_TEMPLATE_LIMIT: usize = 51_200;
+
+/// Where a template too large to send inline goes, as `deployer up` puts it: the
+/// artifact bucket, read by CloudFormation from S3's own address.
+struct Upload<'a> {
+    sdk: &'a aws_config::SdkConfig,
+    s3: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+}
+
 async fn create_stack(
     cfn: &aws_sdk_cloudformation::Client,
     name: &str,
     body: &str,
     parameters: Vec<Parameter>,
+    upload: Option<Upload<'_>>,
 ) -> aws_sdk_cloudformation::types::Stack {
     // As `deployer up` sends it: without comment lines when that keeps the meaning.
     let compact = deployer::diff::template::without_comments(body);
     let body = compact.as_deref().unwrap_or(body);
     assert!(
-        body.len() <= 51_200,
-        "template of {name} is {} bytes: over the TemplateBody limit",
+        body.len() <= 1_000_000,
+        "template of {name} is {} bytes: over CloudFormation's TemplateURL limit",
         body.len()
     );
-    cfn.create_stack()
-        .stack_name(name)
-        .template_body(body)
+    let request = cfn.create_stack().stack_name(name);
+    let request = match upload {
+        Some(to) if body.len() > INLINE_TEMPLATE_LIMIT => {
+            let key = format!("templates/{name}.yaml");
+            to.s3
+                .put_object()
+                .bucket(to.bucket)
+                .key(&key)
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .expect("upload the template");
+            request.template_url(deployer::aws::s3::object_url(to.sdk, to.bucket, &key))
+        }
+        _ => {
+            assert!(
+                body.len() <= INLINE_TEMPLATE_LIMIT,
+                "template of {name} is {} bytes: over the TemplateBody limit",
+                body.len()
+            );
+            request.template_body(body)
+        }
+    };
+    request
         .set_parameters(Some(parameters))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
@@ -121,6 +154,7 @@ pub(crate) async fn deploy_local(moto: &MotoServer) -> LocalStack {
         &env.bootstrap_stack_name(),
         &rendered.bootstrap,
         vec![],
+        None,
     )
     .await;
     let bucket = output(&bootstrap, "ArtifactBucketName");
@@ -169,6 +203,11 @@ pub(crate) async fn deploy_local(moto: &MotoServer) -> LocalStack {
             param("ScalerCodeKey", key),
             param("RouterImage", &image),
         ],
+        Some(Upload {
+            sdk: &sdk,
+            s3: &s3,
+            bucket: &bucket,
+        }),
     )
     .await;
     LocalStack { env, sdk, stack }

@@ -77,16 +77,18 @@ pub async fn put(
     Ok(())
 }
 
-/// The HTTPS URL CloudFormation reads `key` from (`TemplateURL`); path-style under a
-/// custom endpoint, as [`client`] addresses it.
+/// The HTTPS URL CloudFormation reads `key` from (`TemplateURL`). CloudFormation fetches
+/// it itself, from S3, so it is S3's own address whatever endpoint this process's
+/// clients use (a VPC or FIPS endpoint means nothing to the service; a local endpoint
+/// reads the bucket from the host name as S3 does).
 pub fn object_url(sdk: &aws_config::SdkConfig, bucket: &str, key: &str) -> String {
-    match sdk.endpoint_url() {
-        Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
-        None => {
-            let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-            format!("https://{bucket}.s3.{region}.amazonaws.com/{key}")
-        }
-    }
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://{bucket}.s3.{region}.{domain}/{key}")
 }
 
 /// How a conditional write or delete came out.

@@ -12,6 +12,21 @@ pub fn check(expr: &str) -> Result<(), String> {
     Err("not a rate(...) or cron(...) expression".to_string())
 }
 
+/// The period of a valid `rate(...)` expression in seconds; `None` for `cron(...)`,
+/// whose runs need not be evenly spaced.
+pub fn rate_seconds(expr: &str) -> Option<u64> {
+    let body = expr.strip_prefix("rate(")?.strip_suffix(')')?;
+    check_rate(body).ok()?;
+    let (value, unit) = body.split_once(' ')?;
+    let unit = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return None,
+    };
+    value.parse::<u64>().ok()?.checked_mul(unit)
+}
+
 fn check_rate(body: &str) -> Result<(), String> {
     let mut parts = body.split(' ');
     let (Some(value), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -209,7 +224,7 @@ fn check_field(text: &str, spec: &Field) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, rate_seconds};
 
     #[test]
     fn accepts_eventbridge_examples() {
@@ -254,5 +269,15 @@ mod tests {
         ] {
             assert!(check(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_rate_has_a_period_and_a_cron_none() {
+        assert_eq!(rate_seconds("rate(1 minute)"), Some(60));
+        assert_eq!(rate_seconds("rate(5 minutes)"), Some(300));
+        assert_eq!(rate_seconds("rate(2 hours)"), Some(7200));
+        assert_eq!(rate_seconds("rate(1 day)"), Some(86_400));
+        assert_eq!(rate_seconds("rate(5 minute)"), None);
+        assert_eq!(rate_seconds("cron(0/5 * * * ? *)"), None);
     }
 }

@@ -195,6 +195,10 @@ pub struct ScalerCtx {
     pub candidate_subnets: String,
     /// 80 % of the timeout, in milliseconds.
     pub duration_alarm_ms: u64,
+    /// The schedule's period in seconds when the scaler runs on a `rate()` of at most a
+    /// day: the missed-runs alarm counts invocations per period. `None`: no such alarm
+    /// (a disabled scaler, a `cron()` schedule, or periods longer than CloudWatch's).
+    pub missed_runs_period: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -590,6 +594,8 @@ impl Context {
                 log_group: format!("/aws/lambda/{}", name("scaler")),
                 candidate_subnets,
                 duration_alarm_ms: u64::from(c.scaler.timeout_seconds) * 800,
+                missed_runs_period: crate::config::schedule::rate_seconds(&c.scaler.schedule)
+                    .filter(|p| c.scaler.enabled && *p <= 86_400),
             },
             service: ServiceCtx {
                 cluster_name: env.cluster_name(),
