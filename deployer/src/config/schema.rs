@@ -517,6 +517,8 @@ impl Default for Logs {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Alarms {
-    /// Addresses subscribed to the alarm topic (each confirms by e-mail).
+    /// Addresses subscribed to the critical topic (each confirms by e-mail).
     pub email_subscriptions: Vec<String>,
+    /// Addresses subscribed to the warning topic.
+    pub warning_email_subscriptions: Vec<String>,
 }

@@ -653,19 +653,27 @@ fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
             format!("allowed: {RETENTION_DAYS:?}; the nearest is {nearest}"),
         );
     }
-    for (i, email) in config.alarms.email_subscriptions.iter().enumerate() {
-        let ok = email.split_once('@').is_some_and(|(user, domain)| {
-            !user.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        }) && !email.chars().any(char::is_whitespace);
-        if !ok {
-            c.fail(
-                &format!("alarms.email_subscriptions[{i}]"),
-                format!("{email:?} is not an e-mail address"),
-                "e.g. ops@example.com",
-            );
+    for (key, list) in [
+        ("email_subscriptions", &config.alarms.email_subscriptions),
+        (
+            "warning_email_subscriptions",
+            &config.alarms.warning_email_subscriptions,
+        ),
+    ] {
+        for (i, email) in list.iter().enumerate() {
+            let ok = email.split_once('@').is_some_and(|(user, domain)| {
+                !user.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }) && !email.chars().any(char::is_whitespace);
+            if !ok {
+                c.fail(
+                    &format!("alarms.{key}[{i}]"),
+                    format!("{email:?} is not an e-mail address"),
+                    "e.g. ops@example.com",
+                );
+            }
         }
     }
 }

@@ -311,7 +311,21 @@ pub struct PortCtx {
 #[derive(Debug, Serialize)]
 pub struct MonitoringCtx {
     pub retention_days: u32,
+    /// Subscribed to the critical topic, `AlarmTopic`.
     pub emails: Vec<Email>,
+    /// Subscribed to the warning topic, `WarningTopic`.
+    pub warning_emails: Vec<Email>,
+}
+
+fn emails(addresses: &[String]) -> Vec<Email> {
+    addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Email {
+            key: format!("{}", i + 1),
+            address: a.clone(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -707,16 +721,8 @@ impl Context {
             },
             monitoring: MonitoringCtx {
                 retention_days: c.logs.retention_days,
-                emails: c
-                    .alarms
-                    .email_subscriptions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| Email {
-                        key: format!("{}", i + 1),
-                        address: a.clone(),
-                    })
-                    .collect(),
+                emails: emails(&c.alarms.email_subscriptions),
+                warning_emails: emails(&c.alarms.warning_email_subscriptions),
             },
             zones,
             ssm_parameter_arn: format!(
