@@ -846,6 +846,48 @@ mod shapes {
         }
     }
 
+    /// The dashboard's body is JSON once CloudFormation substitutes its `${...}` names,
+    /// and shows what the design asks to watch.
+    #[test]
+    fn the_dashboard_is_json_and_shows_what_the_design_lists() {
+        let envs = repo().join("environments");
+        for env in ENVS {
+            let t = render(&envs, env);
+            let dashboard = resource(&t, "Dashboard");
+            let body: Vec<&str> = dashboard
+                .lines()
+                .skip_while(|l| l.trim() != "- |")
+                .skip(1)
+                .take_while(|l| l.starts_with("          "))
+                .collect();
+            let mut json = body.join("\n");
+            // `${Name}` and `${AWS::Region}` are strings or, for the threshold, a number.
+            while let Some(start) = json.find("${") {
+                let end = start + json[start..].find('}').unwrap();
+                let name = &json[start + 2..end];
+                let value = if name == "Threshold" { "1" } else { "X" };
+                json.replace_range(start..=end, value);
+            }
+            let parsed: serde_json::Value = serde_json::from_str(&json)
+                .unwrap_or_else(|e| panic!("{env}: the dashboard is not JSON ({e}):\n{json}"));
+            let text = parsed.to_string();
+            for shown in [
+                "FileCount",
+                "ThresholdExceeded",
+                "TargetOperations",
+                "ClientConnections",
+                "DataReadIOBytes",
+                "DataWriteIOBytes",
+                "PercentIOLimit",
+                "CPUUtilization",
+                "MemoryUtilization",
+                "RouterLogErrors",
+            ] {
+                assert!(text.contains(shown), "{env}: the dashboard lacks {shown}");
+            }
+        }
+    }
+
     /// Every VPC endpoint has a policy that admits this account's principals (and, on S3,
     /// ECR's layer bucket), never the whole of AWS.
     #[test]

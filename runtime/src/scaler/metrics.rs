@@ -18,6 +18,9 @@ pub fn emf_line(result: &RunResult, file_system_id: &str, now: SystemTime) -> St
     let fields = json!({
         "FileSystemId": file_system_id,
         "FileCount": result.file_count,
+        // The design's threshold-exceeded count: its Sum is the runs that found too many
+        // files, whether or not a zone was left to add.
+        "ThresholdExceeded": u8::from(result.threshold_exceeded),
         "MountTargets": available,
         "ScaleOuts": u8::from(result.new_mount_target_created),
         "Redeploys": u8::from(result.deployment_triggered),
@@ -29,6 +32,7 @@ pub fn emf_line(result: &RunResult, file_system_id: &str, now: SystemTime) -> St
         &["FileSystemId"],
         &[
             ("FileCount", "Count"),
+            ("ThresholdExceeded", "Count"),
             ("MountTargets", "Count"),
             ("ScaleOuts", "Count"),
             ("Redeploys", "Count"),
@@ -51,6 +55,7 @@ mod tests {
     fn every_declared_metric_has_a_value() {
         let mut r = RunResult::new("run-1", UNIX_EPOCH, 10, Policy::PerTarget, false);
         r.file_count = 42;
+        r.threshold_exceeded = true;
         r.new_mount_target_created = true;
         r.mount_targets_after = vec![TargetSummary {
             mount_target_id: "fsmt-00000001".into(),
@@ -70,6 +75,7 @@ mod tests {
         assert_eq!(line["FileCount"], 42);
         assert_eq!(line["MountTargets"], 1);
         assert_eq!(line["ScaleOuts"], 1);
+        assert_eq!(line["ThresholdExceeded"], 1);
         assert_eq!(line["Errors"], 0);
         assert_eq!(line["FileSystemId"], "fs-00000001");
     }
