@@ -846,6 +846,28 @@ mod shapes {
         }
     }
 
+    /// `scaler.tracing` turns on X-Ray for the function and lets its role send segments;
+    /// without it neither is there.
+    #[test]
+    fn tracing_is_per_environment() {
+        let envs = repo().join("environments");
+        for (env, traced) in [("staging", true), ("dev", false)] {
+            let t = render(&envs, env);
+            let function = resource(&t, "ScalerFunction");
+            let role = resource(&t, "ScalerRole");
+            assert_eq!(
+                function.contains("TracingConfig:\n        Mode: Active"),
+                traced,
+                "{env}: {function}"
+            );
+            assert_eq!(
+                role.contains("Action: [xray:PutTraceSegments, xray:PutTelemetryRecords]"),
+                traced,
+                "{env}: {role}"
+            );
+        }
+    }
+
     /// The dashboard's body is JSON once CloudFormation substitutes its `${...}` names,
     /// and shows what the design asks to watch.
     #[test]

@@ -197,6 +197,8 @@ pub struct Scaler {
     pub scaling_policy: ScalingPolicy,
     /// Upper bound on mount targets. Default: one per configured zone.
     pub max_mount_targets: Option<u32>,
+    /// AWS X-Ray active tracing of the function's invocations.
+    pub tracing: bool,
 }
 
 impl Default for Scaler {
@@ -212,6 +214,7 @@ impl Default for Scaler {
             architecture: Architecture::X86_64,
             scaling_policy: ScalingPolicy::PerTarget,
             max_mount_targets: None,
+            tracing: false,
         }
     }
 }

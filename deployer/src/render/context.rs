@@ -199,6 +199,8 @@ pub struct ScalerCtx {
     /// day: the missed-runs alarm counts invocations per period. `None`: no such alarm
     /// (a disabled scaler, a `cron()` schedule, or periods longer than CloudWatch's).
     pub missed_runs_period: Option<u64>,
+    /// X-Ray active tracing (`scaler.tracing`).
+    pub tracing: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -610,6 +612,7 @@ impl Context {
                 duration_alarm_ms: u64::from(c.scaler.timeout_seconds) * 800,
                 missed_runs_period: crate::config::schedule::rate_seconds(&c.scaler.schedule)
                     .filter(|p| c.scaler.enabled && *p <= 86_400),
+                tracing: c.scaler.tracing,
             },
             service: ServiceCtx {
                 cluster_name: env.cluster_name(),
