@@ -846,6 +846,38 @@ mod shapes {
         }
     }
 
+    /// Router tasks that fail to start reach the critical topic from ECS's events in every
+    /// environment (dev has no Container Insights): the rule matches this service's
+    /// failed and crashed tasks only, and the topic and key admit that rule.
+    #[test]
+    fn router_tasks_failing_to_start_reach_the_critical_topic() {
+        let envs = repo().join("environments");
+        for env in ENVS {
+            let t = render(&envs, env);
+            let stack = format!("efs-autoscaler-{env}");
+            let rule = resource(&t, "RouterTaskStoppedRule");
+            for expected in [
+                format!("Name: \"{stack}-router-stopped\""),
+                format!("group: [\"service:{stack}-router\"]"),
+                format!(":cluster/{stack}\"]"),
+                "lastStatus: [STOPPED]".to_string(),
+                "stopCode: [TaskFailedToStart, EssentialContainerExited]".to_string(),
+                "Arn: !Ref AlarmTopic".to_string(),
+            ] {
+                assert!(rule.contains(&expected), "{env}: {expected} not in {rule}");
+            }
+            let policy = resource(&t, "AlarmTopicPolicy");
+            assert!(
+                policy.contains(&format!(":rule/{stack}-router-stopped\"")),
+                "{env}: {policy}"
+            );
+            assert!(
+                resource(&t, "EncryptionKey").contains("Sid: EventsPublishToTheTopic"),
+                "{env}"
+            );
+        }
+    }
+
     /// `scaler.tracing` turns on X-Ray for the function and lets its role send segments;
     /// without it neither is there.
     #[test]
