@@ -819,7 +819,7 @@ fn a_scale_out_logs_each_step_with_the_run_id_and_the_wait_for_the_new_target() 
     );
 
     // Below the threshold: the decision says so, and nothing after it is a write.
-    let (r, events) = logged_pass(&world, &cfg, options_with_id(false, "req-2"));
+    let (r, events) = logged_pass(&world, &cfg, options(false).with_run_id("req-2"));
     assert!(r.is_success(), "{r:?}");
     assert_eq!(
         messages(&events),
@@ -832,10 +832,6 @@ fn a_scale_out_logs_each_step_with_the_run_id_and_the_wait_for_the_new_target() 
         ],
         "{events:#?}"
     );
-}
-
-fn options_with_id(dry_run: bool, id: &str) -> RunOptions {
-    options(dry_run).with_run_id(id)
 }
 
 #[test]
@@ -853,7 +849,7 @@ fn a_failed_step_is_logged_as_an_error_with_its_kind() {
     let (r, events) = logged_pass(
         &world,
         &config(dir.path(), 10),
-        options_with_id(false, "req-9"),
+        options(false).with_run_id("req-9"),
     );
     assert_eq!(r.error_kind, Some(FailureKind::MountTargetCreation));
     let last = events.last().unwrap();
