@@ -772,12 +772,12 @@ fn a_scale_out_logs_each_step_with_the_run_id_and_the_wait_for_the_new_target() 
     let world = shared(w);
     let dir = files(25);
     let cfg = config(dir.path(), 10);
-    let options = RunOptions {
+    let every_poll = RunOptions {
         progress_every: Duration::ZERO,
         ..options(false)
     }
     .with_run_id("req-7f3a");
-    let (r, events) = logged_pass(&world, &cfg, options);
+    let (r, events) = logged_pass(&world, &cfg, every_poll);
     assert!(r.is_success(), "{r:?}");
     assert_eq!(r.run_id, "req-7f3a");
     assert!(
