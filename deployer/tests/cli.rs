@@ -532,6 +532,60 @@ mod validate {
             text(&result.stderr)
                 .contains("logs.retention_days: 2 is not a CloudWatch Logs retention value")
         );
+
+        // For CI: one JSON document on stdout, each problem with its place, same exit code.
+        let result = deployer(
+            &[
+                "validate",
+                "--env",
+                "bad",
+                "--config-only",
+                "--output",
+                "json",
+            ],
+            dir.path(),
+        );
+        assert_eq!(result.status.code(), Some(1));
+        let report: serde_json::Value = serde_json::from_slice(&result.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&result.stdout)));
+        assert_eq!(report["ok"], false, "{report}");
+        let check = &report["checks"][0];
+        assert_eq!(check["subject"], "bad");
+        assert_eq!(check["check"], "configuration");
+        assert_eq!(check["ok"], false);
+        let problem = check["problems"][0].as_str().unwrap();
+        assert!(
+            problem.ends_with(
+                "bad.yaml:2:24: logs.retention_days: 2 is not a CloudWatch Logs retention value"
+            ),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn validate_reports_json_for_ci() {
+        let result = deployer(
+            &["validate", "--env", "dev", "--output", "json"],
+            &repo().join("environments"),
+        );
+        assert!(result.status.success(), "{}", text(&result.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&result.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&result.stdout)));
+        assert_eq!(report["ok"], true, "{report}");
+        let checks: Vec<(&str, &str)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["subject"].as_str().unwrap(), c["check"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                ("dev", "configuration and rendering"),
+                ("cfn-lint", "2 templates"),
+                ("checkov", "2 templates"),
+            ]
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Render(args) => render::run(&cli.environments_dir, &args),
-        Command::Validate(args) => validate::run(&cli.environments_dir, &args),
+        Command::Validate(args) => validate::run(&cli.environments_dir, cli.output, &args),
         Command::Bootstrap(args) => bootstrap::run(&cli.environments_dir, &cli.aws, &args),
         Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, &args),
         Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
