@@ -29,6 +29,7 @@ fn moto_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
 #[test]
 fn package_is_reproducible_static_and_readable_by_skopeo() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut printed = Vec::new();
     for dir in &dirs {
         let out = run(
             &[
@@ -38,12 +39,20 @@ fn package_is_reproducible_static_and_readable_by_skopeo() {
                 "--no-upload",
                 "--out",
                 dir.path().to_str().unwrap(),
+                "--output",
+                "json",
             ],
             &[],
         );
         assert!(out.status.success(), "{}", text(&out));
+        printed.push(
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", text(&out))),
+        );
     }
     let (a, b) = (artifacts(dirs[0].path()), artifacts(dirs[1].path()));
+    // --output json prints what artifacts.json holds, for a pipeline to read.
+    assert_eq!(printed, [a.clone(), b.clone()]);
     assert_eq!(a["scaler"]["sha256"], b["scaler"]["sha256"]);
     assert_eq!(a["router"]["digest"], b["router"]["digest"]);
     let key = a["scaler"]["key"].as_str().unwrap();

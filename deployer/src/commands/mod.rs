@@ -22,7 +22,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Render(args) => render::run(&cli.environments_dir, &args),
         Command::Validate(args) => validate::run(&cli.environments_dir, cli.output, &args),
         Command::Bootstrap(args) => bootstrap::run(&cli.environments_dir, &cli.aws, &args),
-        Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Diff(args) => diff::run(&cli.environments_dir, &cli.aws, &args),
         Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, &args),

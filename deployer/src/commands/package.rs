@@ -10,7 +10,7 @@ use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::json;
 
 use crate::aws::{ecr, s3};
-use crate::cli::{AwsArgs, PackageArgs};
+use crate::cli::{AwsArgs, OutputFormat, PackageArgs};
 use crate::commands::bootstrap::{self, Bootstrap};
 use crate::config::{self, Environment};
 use crate::package::build::Workspace;
@@ -26,6 +26,7 @@ pub const REGISTRY_ENV: &str = "DEPLOYER_REGISTRY_URL";
 pub fn run(
     environments_dir: &Path,
     aws_args: &AwsArgs,
+    output: OutputFormat,
     args: &PackageArgs,
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
@@ -49,8 +50,19 @@ pub fn run(
         )
         .await
     })??;
-    for line in packaged.summary() {
-        println!("{line}");
+    match output {
+        OutputFormat::Text => {
+            for line in packaged.summary() {
+                println!("{line}");
+            }
+        }
+        // What was written to artifacts.json: what a pipeline reads to deploy it.
+        OutputFormat::Json => {
+            let manifest = std::fs::read_to_string(&packaged.manifest)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("reading {}", packaged.manifest.display()))?;
+            println!("{}", manifest.trim_end());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
