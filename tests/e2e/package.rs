@@ -232,7 +232,7 @@ fn bootstrap_then_package_uploads_once() {
         text(&out)
     );
     let before = requests(&moto);
-    let out = run(&["bootstrap", "--env", "local"], &env);
+    let out = run(&["bootstrap", "--env", "local", "--output", "json"], &env);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("up to date"),
@@ -241,6 +241,15 @@ fn bootstrap_then_package_uploads_once() {
     );
     // DescribeStacks and GetTemplate, nothing else: no write call.
     assert_eq!(requests(&moto) - before, 2, "{}", moto_log(&moto));
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(json["stack"], "efs-autoscaler-bootstrap", "{json}");
+    assert!(
+        json["outputs"]["ArtifactBucketName"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("efs-autoscaler-artifacts-")),
+        "{json}"
+    );
 
     let registry_url = registry.url();
     env.push(("DEPLOYER_REGISTRY_URL", registry_url.as_str()));

@@ -8,13 +8,14 @@ use std::time::Duration;
 use miette::miette;
 
 use crate::aws::cloudformation;
-use crate::cli::{AwsArgs, EnvArgs};
+use crate::cli::{AwsArgs, EnvArgs, OutputFormat};
 use crate::config::{self, Environment};
 use crate::render::Renderer;
 
 pub fn run(
     environments_dir: &std::path::Path,
     aws_args: &AwsArgs,
+    output: OutputFormat,
     args: &EnvArgs,
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
@@ -23,8 +24,23 @@ pub fn run(
         let sdk = super::connect(&env, aws_args).await?;
         let client = aws_sdk_cloudformation::Client::new(&sdk);
         let stack = deploy(&client, &env, &template).await?;
-        for (key, value) in &stack.outputs {
-            println!("{key}: {value}");
+        match output {
+            OutputFormat::Text => {
+                for (key, value) in &stack.outputs {
+                    println!("{key}: {value}");
+                }
+            }
+            OutputFormat::Json => {
+                let outputs: serde_json::Map<String, serde_json::Value> = stack
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "stack": stack.name, "status": stack.status, "outputs": outputs })
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     })?

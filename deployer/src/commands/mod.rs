@@ -21,7 +21,9 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
     match cli.command {
         Command::Render(args) => render::run(&cli.environments_dir, &args),
         Command::Validate(args) => validate::run(&cli.environments_dir, cli.output, &args),
-        Command::Bootstrap(args) => bootstrap::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Bootstrap(args) => {
+            bootstrap::run(&cli.environments_dir, &cli.aws, cli.output, &args)
+        }
         Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Diff(args) => diff::run(&cli.environments_dir, &cli.aws, &args),
