@@ -584,8 +584,21 @@ fn a_held_lock_stops_a_second_deployer(
     let wrong = env.run(&["unlock", "--env", "local", "--id", "ffffffffffffffff"]);
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
     assert!(exists(&s3), "unlock with another id removed the lock");
-    env.ok(&["unlock", "--env", "local", "--id", "0123456789abcdef"]);
+    let unlocked = env.ok(&[
+        "unlock",
+        "--env",
+        "local",
+        "--id",
+        "0123456789abcdef",
+        "--output",
+        "json",
+    ]);
     assert!(!exists(&s3));
+    let removed: serde_json::Value = serde_json::from_slice(&unlocked.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&unlocked)));
+    assert_eq!(removed["stack"], "efs-autoscaler-local", "{removed}");
+    assert_eq!(removed["removed"]["id"], "0123456789abcdef", "{removed}");
+    assert_eq!(removed["removed"]["who"], "alice@laptop", "{removed}");
 
     // A lock whose lease ran out (its deployer died) is taken over, then given back.
     put_lock(now - 1);

@@ -31,7 +31,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::RotateCredentials(args) => rotate::run(&cli.environments_dir, &cli.aws, &args),
-        Command::Unlock(args) => unlock::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Unlock(args) => unlock::run(&cli.environments_dir, &cli.aws, cli.output, &args),
     }
 }
 

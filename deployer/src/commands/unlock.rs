@@ -4,12 +4,13 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{AwsArgs, UnlockArgs};
+use crate::cli::{AwsArgs, OutputFormat, UnlockArgs};
 use crate::config;
 
 pub fn run(
     environments_dir: &std::path::Path,
     aws_args: &AwsArgs,
+    output: OutputFormat,
     args: &UnlockArgs,
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
@@ -23,6 +24,12 @@ pub fn run(
             "removed the lock on {} that {} took for `{}` (pid {})",
             place.stack, holder.who, holder.command, holder.pid
         );
+        if output == OutputFormat::Json {
+            println!(
+                "{}",
+                serde_json::json!({ "stack": place.stack, "removed": holder })
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })?
 }
