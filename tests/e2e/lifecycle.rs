@@ -323,9 +323,27 @@ fn bootstrap_up_diff_change_scale_status_down() {
     let refused = env.run(&["down", "--env", "local"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(stderr(&refused).contains("--yes"), "{}", text(&refused));
-    let down = env.ok(&["down", "--env", "local", "--yes"]);
+    let down = env.ok(&["down", "--env", "local", "--yes", "--output", "json"]);
     let log = stderr(&down);
     assert!(log.contains("added by the scaler"), "{}", text(&down));
+    // The same, for a pipeline: what went and what stays.
+    let gone: serde_json::Value =
+        serde_json::from_slice(&down.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&down)));
+    assert_eq!(gone["stack"], stack.as_str(), "{gone}");
+    assert_eq!(gone["stack_deleted"], true, "{gone}");
+    assert_eq!(
+        gone["scaler_mount_targets_deleted"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{gone}"
+    );
+    assert_eq!(gone["parameter_deleted"], true, "{gone}");
+    assert_eq!(gone["file_system_kept"], serde_json::Value::Null, "{gone}");
+    assert_eq!(
+        gone["bootstrap_stack_kept"],
+        config.bootstrap_stack_name().as_str()
+    );
     // The scaler is stopped before its targets go, so it cannot add one mid-teardown.
     let stopped = log
         .find("stopped (reserved concurrency 0)")

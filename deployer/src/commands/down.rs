@@ -12,7 +12,7 @@ use miette::miette;
 
 use crate::aws::{cloudformation, efs, eventbridge, lambda, ssm};
 use crate::changeset::follow;
-use crate::cli::{AwsArgs, DownArgs};
+use crate::cli::{AwsArgs, DownArgs, OutputFormat};
 use crate::commands::status::of_type;
 use crate::config::{self, Environment, schema::DeletionPolicy};
 use crate::progress::Progress;
@@ -22,6 +22,7 @@ const POLL: Duration = Duration::from_secs(2);
 pub fn run(
     environments_dir: &std::path::Path,
     aws_args: &AwsArgs,
+    output: OutputFormat,
     args: &DownArgs,
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
@@ -42,6 +43,9 @@ pub fn run(
             Err(_) => None,
         };
         super::locked(place, "down", async {
+        // What was taken away and what is kept, for `--output json`.
+        let mut removed_targets = Vec::new();
+        let mut kept_file_system = None;
 
         if let Some(stack) = &stack {
             if stack.in_progress() && stack.status != "REVIEW_IN_PROGRESS" {
@@ -63,8 +67,9 @@ pub fn run(
             // DELETE_FAILED then names it, and `down` again removes it.
             stop_scaler(&sdk, &resources).await?;
             if let Some(fs) = &file_system {
-                delete_scaler_targets(&sdk, fs, &of_type(&resources, "AWS::EFS::MountTarget"))
-                    .await?;
+                removed_targets =
+                    delete_scaler_targets(&sdk, fs, &of_type(&resources, "AWS::EFS::MountTarget"))
+                        .await?;
             }
             if stack.termination_protection {
                 cloudformation::set_termination_protection(&cfn, &name, false).await?;
@@ -129,6 +134,7 @@ pub fn run(
                 eprintln!(
                     "file system {fs} is kept (efs.deletion_policy: retain) with its data; when it is no longer needed: `aws efs delete-file-system --file-system-id {fs}`"
                 );
+                kept_file_system = Some(fs.clone());
             }
         } else {
             eprintln!("{name}: does not exist");
@@ -143,6 +149,20 @@ pub fn run(
             "{}: kept (the account's bootstrap stack, shared by its environments)",
             env.bootstrap_stack_name()
         );
+        if output == OutputFormat::Json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "stack": name,
+                    "stack_deleted": stack.is_some(),
+                    "scaler_mount_targets_deleted": removed_targets,
+                    "file_system_kept": kept_file_system,
+                    "parameter": parameter,
+                    "parameter_deleted": existed,
+                    "bootstrap_stack_kept": env.bootstrap_stack_name(),
+                })
+            );
+        }
         Ok(ExitCode::SUCCESS)
         })
         .await
@@ -227,13 +247,13 @@ async fn stop_scaler(
     Ok(())
 }
 
-/// Deletes the file system's mount targets that are not the stack's own, and waits
-/// until they are gone.
+/// Deletes the file system's mount targets that are not the stack's own, waits until
+/// they are gone, and returns their ids.
 async fn delete_scaler_targets(
     sdk: &aws_config::SdkConfig,
     file_system: &str,
     stack_targets: &[&str],
-) -> miette::Result<()> {
+) -> miette::Result<Vec<String>> {
     let client = aws_sdk_efs::Client::new(sdk);
     let reader = runtime::aws::efs::Efs::new(client.clone());
     let targets = super::status::mount_targets(&reader, file_system).await?;
@@ -247,5 +267,5 @@ async fn delete_scaler_targets(
         eprintln!("{id}: deleting (added by the scaler)");
     }
     efs::wait_deleted(&reader, &extra, POLL).await?;
-    Ok(())
+    Ok(extra)
 }

@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Package(args) => package::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Up(args) => up::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Diff(args) => diff::run(&cli.environments_dir, &cli.aws, &args),
-        Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, &args),
+        Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::RotateCredentials(args) => rotate::run(&cli.environments_dir, &cli.aws, &args),
