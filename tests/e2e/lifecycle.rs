@@ -468,16 +468,35 @@ fn rotate_credentials(
     assert!(stderr(&again).contains("a rotation of"), "{}", text(&again));
     assert_eq!(read()["access_key_id"], new_id.as_str());
 
-    let finished = env.ok(&["rotate-credentials", "--env", "local", "--finish"]);
+    let finished = env.ok(&[
+        "rotate-credentials",
+        "--env",
+        "local",
+        "--finish",
+        "--output",
+        "json",
+    ]);
     let pairs = read();
     assert_eq!(pairs["access_key_id"], new_id.as_str());
     assert_eq!(pairs["secret_access_key"], new_secret.as_str());
     assert_eq!(pairs["previous_access_key_id"], "");
     assert_eq!(pairs["previous_secret_access_key"], "");
+    // As JSON: key ids and the deployment, never a secret.
+    let report: Value = serde_json::from_slice(&finished.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&finished)));
+    assert_eq!(report["access_key_id"], new_id.as_str(), "{report}");
+    assert_eq!(report["previous_access_key_id"], Value::Null, "{report}");
+    assert_eq!(report["secret"], id.as_str(), "{report}");
+    assert!(report["deployment"].is_string(), "{report}");
     assert!(
-        stdout(&finished).contains(&format!("{stack} is no longer accepted")),
-        "{}",
-        text(&finished)
+        report["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("{stack} is no longer accepted"))),
+        "{report}"
+    );
+    assert!(
+        !text(&finished).contains(&new_secret),
+        "a secret was printed"
     );
 }
 

@@ -30,7 +30,9 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
-        Command::RotateCredentials(args) => rotate::run(&cli.environments_dir, &cli.aws, &args),
+        Command::RotateCredentials(args) => {
+            rotate::run(&cli.environments_dir, &cli.aws, cli.output, &args)
+        }
         Command::Unlock(args) => unlock::run(&cli.environments_dir, &cli.aws, cli.output, &args),
     }
 }

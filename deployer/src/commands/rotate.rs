@@ -15,7 +15,7 @@ use miette::miette;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::secretsmanager;
-use crate::cli::{AwsArgs, RotateArgs};
+use crate::cli::{AwsArgs, OutputFormat, RotateArgs};
 use crate::config;
 
 /// The secret's JSON, as the stack's template creates it.
@@ -35,6 +35,7 @@ const SECRET_LENGTH: i64 = 40;
 pub fn run(
     environments_dir: &std::path::Path,
     aws_args: &AwsArgs,
+    output: OutputFormat,
     args: &RotateArgs,
 ) -> miette::Result<ExitCode> {
     let env = config::load(environments_dir, &args.env)?;
@@ -104,7 +105,23 @@ pub fn run(
             .map_err(|e| miette!("cannot encode the key pair: {e}"))?;
         secretsmanager::put(&secrets, &id, &text).await?;
         eprintln!("updated {id}");
+        // Key ids only, never a secret.
+        let report = |deployment: Option<&str>| {
+            if output == OutputFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "secret": id,
+                        "access_key_id": pairs.access_key_id,
+                        "previous_access_key_id": Some(&pairs.previous_access_key_id).filter(|p| !p.is_empty()),
+                        "deployment": deployment,
+                        "message": message,
+                    })
+                );
+            }
+        };
         if args.no_restart {
+            report(None);
             eprintln!(
                 "{message}\nthe router's tasks were not restarted (--no-restart): they take the pairs at their next start"
             );
@@ -122,7 +139,10 @@ pub fn run(
             env.router_service_name(),
             env.name
         );
-        println!("{message}");
+        match output {
+            OutputFormat::Text => println!("{message}"),
+            OutputFormat::Json => report(Some(&deployment)),
+        }
         Ok(ExitCode::SUCCESS)
         })
         .await
