@@ -46,6 +46,15 @@ impl Stack {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The outputs as one JSON object, key to value, for `--output json`.
+    pub fn outputs_json(&self) -> serde_json::Value {
+        self.outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
     /// Still changing: create, update, delete or rollback under way.
     pub fn in_progress(&self) -> bool {
         self.status.ends_with("_IN_PROGRESS")

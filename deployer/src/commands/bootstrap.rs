@@ -30,17 +30,14 @@ pub fn run(
                     println!("{key}: {value}");
                 }
             }
-            OutputFormat::Json => {
-                let outputs: serde_json::Map<String, serde_json::Value> = stack
-                    .outputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({ "stack": stack.name, "status": stack.status, "outputs": outputs })
-                );
-            }
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "stack": stack.name,
+                    "status": stack.status,
+                    "outputs": stack.outputs_json(),
+                })
+            ),
         }
         Ok(ExitCode::SUCCESS)
     })?

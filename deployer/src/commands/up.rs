@@ -339,17 +339,12 @@ fn report(
             }
         }
         OutputFormat::Json => {
-            let outputs: serde_json::Map<String, serde_json::Value> = stack
-                .outputs
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
             let value = json!({
                 "result": result,
                 "stack": diff.stack,
                 "status": stack.status,
                 "changes": diff,
-                "outputs": outputs,
+                "outputs": stack.outputs_json(),
                 "mount_target_list": list,
             });
             println!(
