@@ -314,7 +314,7 @@ pub fn text(status: &Value) -> String {
         }
     }
     if status["local"].is_object() {
-        crate::local_plane::text(&status["local"], &mut out);
+        local_text(&status["local"], &mut out);
     }
     out
 }
@@ -332,4 +332,98 @@ pub async fn deployed_resources(
         ));
     }
     Ok(cloudformation::resources(cfn, &name).await?)
+}
+
+/// The text view of the local data plane (`crate::local_plane`), one line per part.
+fn local_text(local: &Value, out: &mut String) {
+    use std::fmt::Write as _;
+    if let Some(e) = local["error"].as_str() {
+        let _ = writeln!(out, "local data plane: unreadable state ({e})");
+        return;
+    }
+    if local["running"] != json!(true) {
+        let _ = writeln!(
+            out,
+            "local data plane: NOT running (scripts/local-up starts it; its log is dataplane.log in the state directory)"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "local data plane ({} backend): S3 on {}, admin on {}",
+        s(&local["backend"]),
+        s(&local["s3_endpoint"]),
+        s(&local["admin_url"])
+    );
+    let router = &local["router"];
+    if let Some(e) = router["error"].as_str() {
+        let _ = writeln!(out, "  router: not answering ({e})");
+    } else {
+        let health = &router["health"];
+        let _ = writeln!(
+            out,
+            "  router: {} ({})",
+            if health["status"] == 200 {
+                "healthy"
+            } else {
+                "UNHEALTHY"
+            },
+            s(&health["body"])
+        );
+        for t in router["targets"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    {:<18} {:<16} {:<8} {:<24} {} operation(s), {} error(s)",
+                s(&t["availability_zone"]),
+                s(&t["address"]),
+                s(&t["state"]),
+                s(&t["mount_target_id"]),
+                s(&t["operations"]),
+                s(&t["errors"])
+            );
+        }
+    }
+    for n in local["nfs_servers"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  NFS server for {:<24} {:<20} {}",
+            s(&n["mount_target_id"]),
+            s(&n["address"]),
+            if n["pid"].is_null() {
+                "STOPPED".to_string()
+            } else {
+                format!("running (pid {})", s(&n["pid"]))
+            }
+        );
+    }
+    let scaler = &local["scaler"];
+    let result = &scaler["result"];
+    let line = if let Some(why) = scaler["skipped"].as_str() {
+        format!("not run: {why}")
+    } else if scaler["last_run"].is_null() {
+        "not run yet".to_string()
+    } else if !result["error"].is_null() {
+        format!(
+            "last run {}: FAILED ({})",
+            s(&scaler["last_run"]),
+            s(&result["error"])
+        )
+    } else {
+        format!(
+            "last run {}: {} file(s), threshold {}{}",
+            s(&scaler["last_run"]),
+            s(&result["file_count"]),
+            s(&result["threshold"]),
+            match result["new_mount_target_id"].as_str() {
+                Some(id) => format!(", created {id}"),
+                None if result["threshold_exceeded"] == true => ", exceeded".to_string(),
+                None => String::new(),
+            }
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  scaler (every {} s): {line}",
+        s(&scaler["period_seconds"])
+    );
 }
