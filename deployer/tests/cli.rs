@@ -634,6 +634,25 @@ mod shapes {
             .join("\n")
     }
 
+    /// The names of the template's resources of type `kind` (its top-level, two-space
+    /// indented keys whose text says so).
+    fn resources_of_type<'a>(template: &'a str, kind: &str) -> Vec<&'a str> {
+        let type_line = format!("Type: {kind}\n");
+        template
+            .lines()
+            .filter(|l| {
+                l.starts_with("  ")
+                    && !l.starts_with("   ")
+                    && l.ends_with(':')
+                    && l.trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == ':')
+            })
+            .map(|l| l.trim().trim_end_matches(':'))
+            .filter(|name| resource(template, name).contains(&type_line))
+            .collect()
+    }
+
     #[test]
     fn the_examples_pass_cfn_lint_and_checkov() {
         let dir = examples(&[]);
@@ -847,19 +866,7 @@ mod shapes {
                     && alarm.contains("TreatMissingData: breaching"),
                 "{env}: {alarm}"
             );
-            let alarms: Vec<&str> = t
-                .lines()
-                .filter(|l| {
-                    l.starts_with("  ")
-                        && !l.starts_with("   ")
-                        && l.ends_with(':')
-                        && l.trim()
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == ':')
-                })
-                .map(|l| l.trim().trim_end_matches(':'))
-                .filter(|name| resource(&t, name).contains("Type: AWS::CloudWatch::Alarm"))
-                .collect();
+            let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
             // Broken now on the critical topic; heading there on the warning topic.
             for name in &alarms {
                 let warning = [
@@ -1003,17 +1010,10 @@ mod shapes {
         let envs = repo().join("environments");
         for env in ENVS {
             let t = render(&envs, env);
-            let endpoints: Vec<String> = t
-                .lines()
-                .filter(|l| {
-                    l.ends_with("Endpoint:") && l.starts_with("  ") && !l.starts_with("   ")
-                })
-                .map(|l| l.trim().trim_end_matches(':').to_string())
-                .filter(|name| resource(&t, name).contains("Type: AWS::EC2::VPCEndpoint"))
-                .collect();
+            let endpoints = resources_of_type(&t, "AWS::EC2::VPCEndpoint");
             assert!(!endpoints.is_empty(), "{env}");
             for name in endpoints {
-                let r = resource(&t, &name);
+                let r = resource(&t, name);
                 assert!(
                     r.contains("PolicyDocument:")
                         && r.contains("\"aws:PrincipalAccount\": !Ref AWS::AccountId"),

@@ -174,6 +174,12 @@ impl World {
         w
     }
 
+    /// Every call to `op` fails with this HTTP status and AWS error code.
+    fn failing(mut self, op: Op, status: u16, code: &'static str) -> World {
+        self.fail.insert(op, Injected { status, code });
+        self
+    }
+
     fn add_target(&mut self, az: &str, subnet: &str, state: LifeCycleState) -> Target {
         let n = self.next_id;
         self.next_id += 1;
@@ -657,14 +663,7 @@ fn no_free_candidate_zone_is_a_warning() {
 
 #[test]
 fn efs_access_error_stops_the_run() {
-    let mut w = World::deployed();
-    w.fail.insert(
-        Op::DescribeMountTargets,
-        Injected {
-            status: 403,
-            code: "AccessDeniedException",
-        },
-    );
+    let w = World::deployed().failing(Op::DescribeMountTargets, 403, "AccessDeniedException");
     let world = shared(w);
     let dir = files(100);
     let r = pass(&world, &config(dir.path(), 10), false);
@@ -691,14 +690,7 @@ fn an_unreadable_directory_is_an_efs_access_error() {
 
 #[test]
 fn creation_failure_writes_nothing_and_redeploys_nothing() {
-    let mut w = World::deployed();
-    w.fail.insert(
-        Op::CreateMountTarget,
-        Injected {
-            status: 409,
-            code: "NoFreeAddressesInSubnet",
-        },
-    );
+    let w = World::deployed().failing(Op::CreateMountTarget, 409, "NoFreeAddressesInSubnet");
     let before = w.param.clone();
     let world = shared(w);
     let dir = files(100);
@@ -836,14 +828,7 @@ fn a_scale_out_logs_each_step_with_the_run_id_and_the_wait_for_the_new_target() 
 
 #[test]
 fn a_failed_step_is_logged_as_an_error_with_its_kind() {
-    let mut w = World::deployed();
-    w.fail.insert(
-        Op::CreateMountTarget,
-        Injected {
-            status: 409,
-            code: "NoFreeAddressesInSubnet",
-        },
-    );
+    let w = World::deployed().failing(Op::CreateMountTarget, 409, "NoFreeAddressesInSubnet");
     let world = shared(w);
     let dir = files(100);
     let (r, events) = logged_pass(
@@ -867,14 +852,7 @@ fn a_failed_step_is_logged_as_an_error_with_its_kind() {
 
 #[test]
 fn ssm_write_failure_keeps_the_old_list_and_does_not_redeploy() {
-    let mut w = World::deployed();
-    w.fail.insert(
-        Op::PutParameter,
-        Injected {
-            status: 400,
-            code: "AccessDeniedException",
-        },
-    );
+    let w = World::deployed().failing(Op::PutParameter, 400, "AccessDeniedException");
     let before = w.param.clone();
     let world = shared(w);
     let dir = files(100);
@@ -888,14 +866,7 @@ fn ssm_write_failure_keeps_the_old_list_and_does_not_redeploy() {
 
 #[test]
 fn a_failed_redeploy_is_retried_on_the_next_run_without_creating_anything() {
-    let mut w = World::deployed();
-    w.fail.insert(
-        Op::UpdateService,
-        Injected {
-            status: 400,
-            code: "ServiceNotActiveException",
-        },
-    );
+    let w = World::deployed().failing(Op::UpdateService, 400, "ServiceNotActiveException");
     let world = shared(w);
     let dir = files(100);
     let cfg = config(dir.path(), 10);
