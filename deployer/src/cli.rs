@@ -53,12 +53,42 @@ pub enum Command {
     Status(EnvArgs),
     /// Run the scaler once now and print its result.
     Invoke(EnvArgs),
+    /// Show the scaler's and the router's logs in time order, readable or as JSON lines.
+    Logs(LogsArgs),
     /// Replace the router's S3 key pair without downtime: a new pair with the old one
     /// still accepted, then `--finish` once every client has the new one.
     RotateCredentials(RotateArgs),
     /// Remove a stack's lock left by a deployer that died (`up`, `down` and
     /// `rotate-credentials` hold it while they run).
     Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogSource {
+    /// The scaler function's log group.
+    Scaler,
+    /// The router service's log group.
+    Router,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// Only this program's log (both, interleaved by time, without it).
+    #[arg(value_enum)]
+    pub source: Option<LogSource>,
+    /// Keep printing new events as they arrive, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Start this far back (30s, 15m, 2h, 1d, 1w) or at this time (RFC 3339).
+    #[arg(long, default_value = "10m")]
+    pub since: String,
+    /// Only events matching this CloudWatch Logs filter pattern: a word such as ERROR,
+    /// a quoted phrase, or a JSON pattern such as '{ $.level = "WARN" }'.
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Args)]

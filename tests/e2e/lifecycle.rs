@@ -315,6 +315,7 @@ fn bootstrap_up_diff_change_scale_status_down() {
     );
 
     rotate_credentials(&env, &rt, &sdk, &config);
+    logs_of_both_programs(&env, &rt, &sdk, &config);
     let rule = rt.block_on(physical_ids(&sdk, &stack, "AWS::Events::Rule"))[0].clone();
     interrupted_down_is_undone_by_up(&env, &rt, &sdk, &function, &rule);
     a_held_lock_stops_a_second_deployer(&env, &rt, &sdk, &config);
@@ -642,4 +643,171 @@ fn a_held_lock_stops_a_second_deployer(
     let up = env.ok(&["up", "--env", "local", "--yes"]);
     assert!(text(&up).contains("no changes"), "{}", text(&up));
     assert!(!exists(&s3), "up did not give the lock back");
+}
+
+/// `logs`: both log groups as one stream in time order, readable and as JSON lines, one
+/// program only, a filter pattern, and a bad `--since`. The events are written here as
+/// Lambda and the awslogs driver write them (moto runs neither program).
+fn logs_of_both_programs(
+    env: &Env<'_>,
+    rt: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+    config: &deployer::config::Environment,
+) {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    let stack = config.stack_name();
+    let scaler_group = format!("/aws/lambda/{stack}-scaler");
+    let router_group = format!("/ecs/{stack}-router");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let put = |group: &str, stream: &str, events: &[(i64, &str)]| {
+        rt.block_on(async {
+            logs.create_log_stream()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{group}: {e:?}"));
+            let mut request = logs
+                .put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream);
+            for (at, message) in events {
+                request = request.log_events(
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(now - at)
+                        .message(*message)
+                        .build()
+                        .unwrap(),
+                );
+            }
+            request.send().await.unwrap();
+        });
+    };
+    put(
+        &scaler_group,
+        "2026/12/07/[$LATEST]run",
+        &[
+            (
+                5_000,
+                r#"{"timestamp":"t","level":"INFO","message":"run started","target":"runtime::scaler","run_id":"r-1"}"#,
+            ),
+            (
+                3_000,
+                r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"EfsAutoscaler","Dimensions":[["FileSystemId"]],"Metrics":[{"Name":"FileCount","Unit":"Count"}]}]},"FileSystemId":"fs-1","FileCount":1200}"#,
+            ),
+            (
+                1_000,
+                r#"{"level":"ERROR","message":"EFS CreateMountTarget failed","run_id":"r-1"}"#,
+            ),
+        ],
+    );
+    put(
+        &router_group,
+        "router/router/task-1",
+        &[(
+            4_000,
+            r#"{"level":"WARN","message":"target 10.0.1.5 failed","target":"runtime::router"}"#,
+        )],
+    );
+    // Long ago: outside the default window of ten minutes.
+    put(
+        &router_group,
+        "router/router/task-0",
+        &[(3_600_000, "old line")],
+    );
+
+    let shown = stdout(&env.ok(&["logs", "--env", "local"]));
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 4, "{shown}");
+    assert!(
+        lines[0].ends_with("scaler INFO  run started run_id=r-1"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].ends_with("router WARN  target 10.0.1.5 failed"),
+        "{shown}"
+    );
+    assert!(
+        lines[2].ends_with("scaler metrics FileCount=1200 Count FileSystemId=fs-1"),
+        "{shown}"
+    );
+    assert!(
+        lines[3].ends_with("scaler ERROR EFS CreateMountTarget failed run_id=r-1"),
+        "{shown}"
+    );
+
+    let older = stdout(&env.ok(&["logs", "--env", "local", "router", "--since", "2h"]));
+    assert_eq!(older.lines().count(), 2, "{older}");
+    assert!(
+        older.lines().next().unwrap().ends_with("router old line"),
+        "{older}"
+    );
+
+    let json = stdout(&env.ok(&["logs", "--env", "local", "scaler", "--output", "json"]));
+    let events: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{json}");
+    assert_eq!(events[0]["source"], "scaler");
+    assert_eq!(events[0]["log_group"], scaler_group.as_str());
+    assert!(
+        events[2]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"{"level":"ERROR""#),
+        "{json}"
+    );
+
+    let errors = stdout(&env.ok(&["logs", "--env", "local", "--filter", "ERROR"]));
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    assert!(errors.contains("CreateMountTarget failed"), "{errors}");
+
+    // Following: what is there, then a new event as it arrives, once each.
+    let mut follow = std::process::Command::new(crate::cli::deployer())
+        .current_dir(harness::repo_root())
+        .args(["--environments-dir", env.envs.to_str().unwrap()])
+        .args(["logs", "--env", "local", "router", "--follow"])
+        .envs(env.vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        lines_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap()
+    };
+    assert!(next().ends_with("router WARN  target 10.0.1.5 failed"));
+    put(&router_group, "router/router/task-2", &[(0, "a new line")]);
+    assert!(next().ends_with("router a new line"));
+    // Polls after it repeat nothing.
+    assert!(
+        lines_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_err(),
+        "a line printed twice"
+    );
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    let bad = env.run(&["logs", "--env", "local", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        stderr(&bad).contains("--since \"yesterday\" is neither a duration nor a time"),
+        "{}",
+        text(&bad)
+    );
 }

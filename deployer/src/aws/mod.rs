@@ -8,6 +8,7 @@ pub mod ecr;
 pub mod efs;
 pub mod eventbridge;
 pub mod lambda;
+pub mod logs;
 pub mod s3;
 pub mod secretsmanager;
 pub mod ssm;
