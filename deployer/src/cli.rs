@@ -53,6 +53,10 @@ pub enum Command {
     Status(EnvArgs),
     /// Run the scaler once now and print its result.
     Invoke(EnvArgs),
+    /// Find what differs from what was deployed: the stack's resources (CloudFormation
+    /// drift detection), the published list, the router's task definition. Exit code 2
+    /// on drift.
+    Drift(EnvArgs),
     /// Show the scaler's and the router's logs in time order, readable or as JSON lines.
     Logs(LogsArgs),
     /// Replace the router's S3 key pair without downtime: a new pair with the old one

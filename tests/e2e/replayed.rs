@@ -788,3 +788,240 @@ fn a_refused_deletion_leaves_the_stack_protected() {
         .count();
     assert_eq!(protections, 2, "off, then on again: {:?}", replay.actions());
 }
+
+// ---- deployer drift -------------------------------------------------------------------
+
+const TASK_DEFINITION: &str =
+    "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/efs-autoscaler-local-router";
+
+/// What `drift` reads besides CloudFormation's detection: the stack's resources, the
+/// file system's mount targets (available in `zones`), the published list (the first
+/// `published` of them) and the router service running revision `running`.
+fn drift_world(zones: &[&str], published: usize, running: u32) -> Vec<harness::Reply> {
+    let targets: Vec<runtime::model::MountTarget> = zones
+        .iter()
+        .enumerate()
+        .map(|(i, zone)| runtime::model::MountTarget {
+            mount_target_id: format!("fsmt-{i:08}"),
+            ip_address: format!("10.0.{i}.4").parse().unwrap(),
+            availability_zone: format!("ap-northeast-1{zone}"),
+            subnet_id: format!("subnet-{i:08}"),
+        })
+        .collect();
+    let list = runtime::model::MountTargetList::new(targets[..published].to_vec()).unwrap();
+    vec![
+        cfn::describe(&Stack::new(&main_stack(), "UPDATE_COMPLETE")),
+        cfn::list_stack_resources(&[
+            ("FileSystem", "AWS::EFS::FileSystem", "fs-0000000a"),
+            ("Cluster", "AWS::ECS::Cluster", "efs-autoscaler-local"),
+            (
+                "RouterService",
+                "AWS::ECS::Service",
+                "arn:aws:ecs:ap-northeast-1:123456789012:service/efs-autoscaler-local/router",
+            ),
+            (
+                "RouterTaskDefinition",
+                "AWS::ECS::TaskDefinition",
+                &format!("{TASK_DEFINITION}:4"),
+            ),
+        ]),
+        harness::Reply::rest_json(
+            "GET",
+            200,
+            serde_json::json!({"MountTargets": targets.iter().map(|t| serde_json::json!({
+                "OwnerId": "123456789012",
+                "MountTargetId": t.mount_target_id,
+                "FileSystemId": "fs-0000000a",
+                "SubnetId": t.subnet_id,
+                "LifeCycleState": "available",
+                "IpAddress": t.ip_address.to_string(),
+                "AvailabilityZoneName": t.availability_zone,
+                "VpcId": "vpc-0000000a",
+            })).collect::<Vec<_>>()}),
+        ),
+        harness::Reply::json(
+            "GetParameter",
+            200,
+            serde_json::json!({"Parameter": {
+                "Name": "/efs-autoscaler/local/mount-targets",
+                "Type": "String",
+                "Value": list.to_canonical_json().unwrap(),
+                "Version": 3,
+            }}),
+        ),
+        harness::Reply::json(
+            "DescribeServices",
+            200,
+            serde_json::json!({"services": [{
+                "serviceName": "router",
+                "status": "ACTIVE",
+                "desiredCount": 2,
+                "runningCount": 2,
+                "taskDefinition": format!("{TASK_DEFINITION}:{running}"),
+                "deployments": [{
+                    "id": "ecs-svc/1",
+                    "status": "PRIMARY",
+                    "taskDefinition": format!("{TASK_DEFINITION}:{running}"),
+                    "runningCount": 2,
+                }],
+            }], "failures": []}),
+        ),
+    ]
+}
+
+/// Drift in all three places: a function changed by hand and a security-group rule
+/// deleted (CloudFormation's detection, which ran for a while), a mount target missing
+/// from the published list, the service moved to another task definition. Exit 2, each
+/// difference named with what to do; the same in JSON.
+#[test]
+fn drift_names_every_difference_and_exits_2() {
+    let name = main_stack();
+    let mut replies = vec![
+        cfn::detect_stack_drift("d-1"),
+        cfn::drift_detection_status(&name, "d-1", "DETECTION_IN_PROGRESS", None, None),
+        cfn::drift_detection_status(
+            &name,
+            "d-1",
+            "DETECTION_COMPLETE",
+            Some(("DRIFTED", 2)),
+            None,
+        ),
+        cfn::stack_resource_drifts(
+            &name,
+            &[
+                cfn::ResourceDrift {
+                    logical_id: "ScalerFunction".into(),
+                    resource_type: "AWS::Lambda::Function".into(),
+                    physical_id: "efs-autoscaler-local-scaler".into(),
+                    status: "MODIFIED".into(),
+                    differences: vec![
+                        (
+                            "/MemorySize".into(),
+                            "256".into(),
+                            "1024".into(),
+                            "NOT_EQUAL".into(),
+                        ),
+                        (
+                            "/Environment/Variables/RUST_LOG".into(),
+                            "null".into(),
+                            "debug".into(),
+                            "ADD".into(),
+                        ),
+                    ],
+                },
+                cfn::ResourceDrift {
+                    logical_id: "RouterIngressFromApps".into(),
+                    resource_type: "AWS::EC2::SecurityGroupIngress".into(),
+                    physical_id: "sgr-0000000a".into(),
+                    status: "DELETED".into(),
+                    differences: vec![],
+                },
+            ],
+        ),
+    ];
+    replies.extend(drift_world(&["a", "c", "d"], 2, 5));
+    let replay = AwsReplay::start(replies.clone()).unwrap();
+    let env = replay.env();
+    let out = run(&["drift", "--env", "local"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        format!("stack {name}: 2 resource(s) differ from the template"),
+        "  ~ ScalerFunction (AWS::Lambda::Function, efs-autoscaler-local-scaler): MODIFIED".into(),
+        "      /MemorySize: 256 -> 1024".into(),
+        "      /Environment/Variables/RUST_LOG: added debug".into(),
+        "  - RouterIngressFromApps (AWS::EC2::SecurityGroupIngress, sgr-0000000a): DELETED".into(),
+        "  published:     ap-northeast-1a fsmt-00000000, ap-northeast-1c fsmt-00000001".into(),
+        "  mount targets: ap-northeast-1a fsmt-00000000, ap-northeast-1c fsmt-00000001, ap-northeast-1d fsmt-00000002".into(),
+        format!("router service: runs {TASK_DEFINITION}:5"),
+        "drift found".into(),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no line {line:?}: {report}");
+    }
+    assert!(
+        stdout.contains(&format!("--task-definition {TASK_DEFINITION}:4")),
+        "{report}"
+    );
+    // Only what differs is asked for.
+    let asked = replay
+        .received()
+        .into_iter()
+        .find(|r| r.action == "DescribeStackResourceDrifts")
+        .unwrap();
+    assert!(
+        asked.body.contains("=MODIFIED") && asked.body.contains("=DELETED"),
+        "{}",
+        asked.body
+    );
+    assert!(writes(&replay).is_empty());
+
+    let replay = AwsReplay::start(replies).unwrap();
+    let env = replay.env();
+    let out = run(
+        &["drift", "--env", "local", "--output", "json"],
+        &as_refs(&env),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["drifted"], true);
+    // In logical-id order.
+    assert_eq!(
+        json["stack"]["resources"][1]["differences"][0]["actual"],
+        "1024"
+    );
+    assert_eq!(json["mount_target_list"]["drifted"], true);
+    assert_eq!(
+        json["mount_target_list"]["mount_targets"]["ap-northeast-1d"],
+        "fsmt-00000002"
+    );
+    assert_eq!(
+        json["router"]["deployed_task_definition"],
+        format!("{TASK_DEFINITION}:4")
+    );
+}
+
+/// Nothing differs: exit 0 and one line per place. A detection that could not check
+/// every resource says so, with CloudFormation's reason.
+#[test]
+fn drift_in_sync_exits_0() {
+    let name = main_stack();
+    let reason = "Failed to detect drift on resource [RouterService]: Internal Failure";
+    let mut replies = vec![
+        cfn::detect_stack_drift("d-2"),
+        cfn::drift_detection_status(
+            &name,
+            "d-2",
+            "DETECTION_FAILED",
+            Some(("IN_SYNC", 0)),
+            Some(reason),
+        ),
+        cfn::stack_resource_drifts(&name, &[]),
+    ];
+    replies.extend(drift_world(&["a", "c"], 2, 4));
+    let replay = AwsReplay::start(replies).unwrap();
+    let env = replay.env();
+    let out = run(&["drift", "--env", "local"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("stack {name}: in sync with its template")),
+        "{report}"
+    );
+    assert!(
+        stdout.contains(&format!("some resources could not be checked: {reason}")),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("published list /efs-autoscaler/local/mount-targets: matches"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "runs the deployed task definition {TASK_DEFINITION}:4"
+        )),
+        "{report}"
+    );
+    assert!(stdout.ends_with("no drift\n"), "{report}");
+}

@@ -612,3 +612,125 @@ pub async fn get_stack_policy(client: &Client, stack: &str) -> Result<Option<Str
         .map(str::to_string)
         .filter(|b| !b.is_empty()))
 }
+
+/// Where a drift detection run stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftDetection {
+    /// `DETECTION_IN_PROGRESS`, `DETECTION_COMPLETE` or `DETECTION_FAILED` (some
+    /// resources could not be checked; the others' results stand).
+    pub status: String,
+    /// `DRIFTED`, `IN_SYNC`, `NOT_CHECKED` or `UNKNOWN`.
+    pub stack_status: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// One resource that differs from its template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceDrift {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
+    /// `MODIFIED` or `DELETED`.
+    pub status: String,
+    pub differences: Vec<PropertyDifference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyDifference {
+    /// A JSON pointer into the resource's properties, e.g. `/Environment/Variables/X`.
+    pub path: String,
+    pub expected: String,
+    pub actual: String,
+    /// `ADD`, `REMOVE` or `NOT_EQUAL`.
+    pub kind: String,
+}
+
+/// Starts drift detection of the whole stack; returns the run's id.
+pub async fn detect_drift(client: &Client, stack: &str) -> Result<String, Error> {
+    let out = client
+        .detect_stack_drift()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk(SERVICE, "DetectStackDrift", e)))?;
+    out.stack_drift_detection_id()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error(AwsError::response(
+                SERVICE,
+                "DetectStackDrift",
+                "no StackDriftDetectionId in the answer".to_string(),
+            ))
+        })
+}
+
+pub async fn drift_detection(client: &Client, id: &str) -> Result<DriftDetection, Error> {
+    let out = client
+        .describe_stack_drift_detection_status()
+        .stack_drift_detection_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            Error(AwsError::from_sdk(
+                SERVICE,
+                "DescribeStackDriftDetectionStatus",
+                e,
+            ))
+        })?;
+    Ok(DriftDetection {
+        status: out
+            .detection_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        stack_status: out.stack_drift_status().map(|s| s.as_str().to_string()),
+        reason: out.detection_status_reason().map(str::to_string),
+    })
+}
+
+/// The stack's resources that the last detection found modified or deleted, all pages.
+pub async fn resource_drifts(client: &Client, stack: &str) -> Result<Vec<ResourceDrift>, Error> {
+    use aws_sdk_cloudformation::types::StackResourceDriftStatus as S;
+    let mut out = Vec::new();
+    let mut pages = client
+        .describe_stack_resource_drifts()
+        .stack_name(stack)
+        .stack_resource_drift_status_filters(S::Modified)
+        .stack_resource_drift_status_filters(S::Deleted)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            Error(AwsError::from_sdk(
+                SERVICE,
+                "DescribeStackResourceDrifts",
+                e,
+            ))
+        })?;
+        for d in page.stack_resource_drifts() {
+            out.push(ResourceDrift {
+                logical_id: d.logical_resource_id().unwrap_or_default().to_string(),
+                resource_type: d.resource_type().unwrap_or_default().to_string(),
+                physical_id: d.physical_resource_id().unwrap_or_default().to_string(),
+                status: d
+                    .stack_resource_drift_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                differences: d
+                    .property_differences()
+                    .iter()
+                    .map(|p| PropertyDifference {
+                        path: p.property_path().unwrap_or_default().to_string(),
+                        expected: p.expected_value().unwrap_or_default().to_string(),
+                        actual: p.actual_value().unwrap_or_default().to_string(),
+                        kind: p
+                            .difference_type()
+                            .map(|k| k.as_str().to_string())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+    Ok(out)
+}

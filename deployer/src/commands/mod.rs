@@ -3,6 +3,7 @@
 pub mod bootstrap;
 mod diff;
 mod down;
+mod drift;
 mod invoke;
 mod logs;
 pub mod package;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
+        Command::Drift(args) => drift::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Logs(args) => logs::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::RotateCredentials(args) => {
             rotate::run(&cli.environments_dir, &cli.aws, cli.output, &args)

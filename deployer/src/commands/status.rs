@@ -46,6 +46,55 @@ pub async fn mount_targets(
     }
 }
 
+/// The published list beside the file system's mount targets.
+#[derive(Debug)]
+pub struct ListCheck {
+    pub parameter: String,
+    pub targets: Vec<runtime::aws::efs::MountTargetInfo>,
+    pub published: Option<runtime::aws::ssm::Parameter>,
+    /// The published value parsed, when there is one.
+    pub list: Option<Result<runtime::model::MountTargetList, runtime::model::ModelError>>,
+}
+
+impl ListCheck {
+    /// The list the mount targets make (every available one), as the scaler would
+    /// publish it.
+    pub fn expected(
+        &self,
+    ) -> Result<runtime::model::MountTargetList, runtime::reconcile::ReconcileError> {
+        runtime::reconcile::verified_list(&self.targets)
+    }
+
+    /// Whether the published list is the one the mount targets make.
+    pub fn matches(&self) -> bool {
+        matches!(
+            (self.expected(), &self.list),
+            (Ok(expected), Some(Ok(list))) if expected == *list
+        )
+    }
+}
+
+pub async fn check_list(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    file_system: &str,
+) -> miette::Result<ListCheck> {
+    let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
+    let targets = mount_targets(&efs, file_system).await?;
+    let ssm = runtime::aws::ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk));
+    let parameter = env.ssm_parameter_name();
+    let published = ssm.get(&parameter).await.map_err(aws::Error)?;
+    let list = published
+        .as_ref()
+        .map(|p| runtime::model::MountTargetList::parse(&p.value));
+    Ok(ListCheck {
+        parameter,
+        targets,
+        published,
+        list,
+    })
+}
+
 /// The stack's resources of one type, as physical ids.
 pub fn of_type<'a>(resources: &'a [(String, String, String)], kind: &str) -> Vec<&'a str> {
     resources
@@ -75,10 +124,10 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
     });
 
     if let Some(fs) = of_type(&resources, "AWS::EFS::FileSystem").first() {
-        let efs = runtime::aws::efs::Efs::new(aws_sdk_efs::Client::new(sdk));
-        let targets = mount_targets(&efs, fs).await?;
+        let check = check_list(sdk, env, fs).await?;
         status["file_system"] = json!(fs);
-        status["mount_targets"] = targets
+        status["mount_targets"] = check
+            .targets
             .iter()
             .map(|t| {
                 json!({
@@ -90,23 +139,15 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
                 })
             })
             .collect();
-        let ssm = runtime::aws::ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk));
-        let parameter = env.ssm_parameter_name();
-        let published = ssm.get(&parameter).await.map_err(aws::Error)?;
-        let list = published
-            .as_ref()
-            .map(|p| runtime::model::MountTargetList::parse(&p.value));
-        let matches = matches!(
-            (runtime::reconcile::verified_list(&targets), &list),
-            (Ok(verified), Some(Ok(list))) if verified == *list
-        );
+        let published = check.published.as_ref();
+        let list = check.list.as_ref();
         status["published_list"] = json!({
-            "parameter": parameter,
+            "parameter": check.parameter,
             "exists": published.is_some(),
-            "version": published.as_ref().map(|p| p.version),
-            "zones": list.as_ref().and_then(|l| l.as_ref().ok()).map(|l| l.zones().collect::<Vec<_>>()),
-            "error": list.as_ref().and_then(|l| l.as_ref().err()).map(|e| e.to_string()),
-            "matches_mount_targets": matches,
+            "version": published.map(|p| p.version),
+            "zones": list.and_then(|l| l.as_ref().ok()).map(|l| l.zones().collect::<Vec<_>>()),
+            "error": list.and_then(|l| l.as_ref().err()).map(|e| e.to_string()),
+            "matches_mount_targets": check.matches(),
         });
     }
 

@@ -14,6 +14,8 @@ pub struct ServiceState {
     pub status: String,
     pub desired_count: i32,
     pub running_count: i32,
+    /// The task definition (ARN) the service is set to run.
+    pub task_definition: String,
     pub deployments: Vec<Deployment>,
 }
 
@@ -24,6 +26,8 @@ pub struct Deployment {
     pub status: String,
     pub created_at: Option<SystemTime>,
     pub running_count: i32,
+    /// The task definition (ARN) this deployment's tasks run.
+    pub task_definition: String,
 }
 
 impl ServiceState {
@@ -75,6 +79,7 @@ impl Ecs {
             status: s.status().unwrap_or_default().to_string(),
             desired_count: s.desired_count(),
             running_count: s.running_count(),
+            task_definition: s.task_definition().unwrap_or_default().to_string(),
             deployments: s
                 .deployments()
                 .iter()
@@ -83,6 +88,7 @@ impl Ecs {
                     status: d.status().unwrap_or_default().to_string(),
                     created_at: d.created_at().and_then(|t| SystemTime::try_from(*t).ok()),
                     running_count: d.running_count(),
+                    task_definition: d.task_definition().unwrap_or_default().to_string(),
                 })
                 .collect(),
         })

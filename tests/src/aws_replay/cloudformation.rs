@@ -375,3 +375,108 @@ pub fn get_stack_policy(policy: &str) -> Reply {
         ),
     )
 }
+
+/// DetectStackDrift starting detection run `id`.
+pub fn detect_stack_drift(id: &str) -> Reply {
+    Reply::xml(
+        "DetectStackDrift",
+        200,
+        response(
+            "DetectStackDrift",
+            &format!(
+                "<StackDriftDetectionId>{}</StackDriftDetectionId>",
+                escape(id)
+            ),
+        ),
+    )
+}
+
+/// DescribeStackDriftDetectionStatus: `detection` (`DETECTION_IN_PROGRESS`, …) and, once
+/// done, the stack's drift status and how many resources drifted.
+pub fn drift_detection_status(
+    stack: &str,
+    id: &str,
+    detection: &str,
+    drift: Option<(&str, u32)>,
+    reason: Option<&str>,
+) -> Reply {
+    let drift = drift.map_or_else(String::new, |(status, count)| {
+        format!(
+            "<StackDriftStatus>{status}</StackDriftStatus>\
+             <DriftedStackResourceCount>{count}</DriftedStackResourceCount>"
+        )
+    });
+    let reason = reason.map_or_else(String::new, |r| {
+        format!(
+            "<DetectionStatusReason>{}</DetectionStatusReason>",
+            escape(r)
+        )
+    });
+    Reply::xml(
+        "DescribeStackDriftDetectionStatus",
+        200,
+        response(
+            "DescribeStackDriftDetectionStatus",
+            &format!(
+                "<StackId>{}</StackId><StackDriftDetectionId>{}</StackDriftDetectionId>\
+                 <DetectionStatus>{detection}</DetectionStatus>{drift}{reason}\
+                 <Timestamp>2026-12-07T10:00:00.000Z</Timestamp>",
+                escape(&stack_id(stack)),
+                escape(id)
+            ),
+        ),
+    )
+}
+
+/// A resource as drift detection reports it, with its property differences as (path,
+/// expected, actual, `ADD`/`REMOVE`/`NOT_EQUAL`).
+#[derive(Debug, Clone)]
+pub struct ResourceDrift {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
+    pub status: String,
+    pub differences: Vec<(String, String, String, String)>,
+}
+
+/// DescribeStackResourceDrifts listing `drifts`.
+pub fn stack_resource_drifts(stack: &str, drifts: &[ResourceDrift]) -> Reply {
+    let members: String = drifts
+        .iter()
+        .map(|d| {
+            let differences: String = d
+                .differences
+                .iter()
+                .map(|(path, expected, actual, kind)| {
+                    format!(
+                        "<member><PropertyPath>{}</PropertyPath><ExpectedValue>{}</ExpectedValue>\
+                         <ActualValue>{}</ActualValue><DifferenceType>{kind}</DifferenceType></member>",
+                        escape(path),
+                        escape(expected),
+                        escape(actual)
+                    )
+                })
+                .collect();
+            format!(
+                "<member><StackId>{}</StackId><LogicalResourceId>{}</LogicalResourceId>\
+                 <PhysicalResourceId>{}</PhysicalResourceId><ResourceType>{}</ResourceType>\
+                 <PropertyDifferences>{differences}</PropertyDifferences>\
+                 <StackResourceDriftStatus>{}</StackResourceDriftStatus>\
+                 <Timestamp>2026-12-07T10:00:00.000Z</Timestamp></member>",
+                escape(&stack_id(stack)),
+                escape(&d.logical_id),
+                escape(&d.physical_id),
+                escape(&d.resource_type),
+                escape(&d.status)
+            )
+        })
+        .collect();
+    Reply::xml(
+        "DescribeStackResourceDrifts",
+        200,
+        response(
+            "DescribeStackResourceDrifts",
+            &format!("<StackResourceDrifts>{members}</StackResourceDrifts>"),
+        ),
+    )
+}
