@@ -170,7 +170,29 @@ fn bootstrap_up_diff_change_scale_status_down() {
         "{}",
         text(&markdown)
     );
+    // A new configuration is a new release: version 2 published, the alias moved.
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("> ScalerVersion") && l.contains("REPLACED")),
+        "{shown}"
+    );
+    let live = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(
+            aws_sdk_lambda::Client::new(&sdk)
+                .get_alias()
+                .function_name(format!("{stack}-scaler"))
+                .name("live")
+                .send(),
+        )
+        .unwrap()
+        .function_version()
+        .unwrap()
+        .to_string()
+    };
+    assert_eq!(live(&rt), "1");
     env.ok(&["up", "--env", "local", "--yes"]);
+    assert_eq!(live(&rt), "2");
     let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
     assert!(stdout(&diff).contains("no changes"), "{}", text(&diff));
 

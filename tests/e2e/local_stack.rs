@@ -330,6 +330,55 @@ async fn local_environment_creates_every_resource() {
         Some(1)
     );
 
+    // The released version behind the `live` alias, which the schedule invokes with
+    // the permission on the alias (moto's CloudFormation learns both resource types from
+    // scripts/moto-server).
+    let alias = lambda
+        .get_alias()
+        .function_name(&function_name)
+        .name("live")
+        .send()
+        .await
+        .expect("the live alias");
+    assert_eq!(alias.function_version(), Some("1"));
+    assert_eq!(output(&stack, "ScalerAliasArn"), alias.alias_arn().unwrap());
+    let version = lambda
+        .get_function_configuration()
+        .function_name(&function_name)
+        .qualifier("1")
+        .send()
+        .await
+        .expect("version 1");
+    assert!(
+        version
+            .description()
+            .is_some_and(|d| d.starts_with("code scaler/") && d.contains(", configuration ")),
+        "{:?}",
+        version.description()
+    );
+    let targets = aws_sdk_eventbridge::Client::new(&sdk)
+        .list_targets_by_rule()
+        .rule(output(&stack, "ScalerScheduleRuleName"))
+        .send()
+        .await
+        .expect("the schedule's targets");
+    assert_eq!(
+        targets.targets().first().map(|t| t.arn()),
+        alias.alias_arn(),
+        "the schedule invokes the alias"
+    );
+    let policy = lambda
+        .get_policy()
+        .function_name(&function_name)
+        .qualifier("live")
+        .send()
+        .await
+        .expect("the alias's resource policy");
+    assert!(
+        policy.policy().is_some_and(|p| p.contains("events.amazonaws.com")),
+        "{policy:?}"
+    );
+
     // The router service in its cluster.
     let ecs = aws_sdk_ecs::Client::new(&sdk);
     let cluster = output(&stack, "ClusterName");

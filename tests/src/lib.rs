@@ -118,13 +118,19 @@ pub struct MotoServer {
 
 impl MotoServer {
     pub fn start() -> Result<Self, HarnessError> {
-        let exe = find_tool("moto_server")?;
+        // The pinned moto, through scripts/moto-server (moto plus the Lambda alias and
+        // version resources its CloudFormation lacks), run by the python moto is
+        // installed for.
+        let moto = find_tool("moto_server")?;
+        let exe = moto.with_file_name("python3");
+        let launcher = repo_root().join("scripts/moto-server");
         let dir = tempfile::tempdir().map_err(io("creating a directory for the moto log"))?;
         let log = dir.path().join("moto.log");
         let port = free_port()?;
         let log_file = std::fs::File::create(&log).map_err(io("creating the moto log"))?;
         let log_err = log_file.try_clone().map_err(io("opening the moto log"))?;
         let child = Command::new(&exe)
+            .arg(&launcher)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)

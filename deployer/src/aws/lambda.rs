@@ -17,6 +17,8 @@ pub struct Invoked {
     pub function_error: Option<String>,
     /// The last 4 KB of the invocation's log.
     pub log_tail: String,
+    /// The version that ran (the alias's, or one of its weighted versions).
+    pub executed_version: Option<String>,
 }
 
 /// A client for invoking a function that may run for `function_timeout`: one attempt
@@ -43,11 +45,13 @@ pub fn invoke_client(
 pub async fn invoke(
     client: &aws_sdk_lambda::Client,
     function: &str,
+    qualifier: &str,
     payload: &[u8],
 ) -> Result<Invoked, Error> {
     let out = client
         .invoke()
         .function_name(function)
+        .qualifier(qualifier)
         .invocation_type(InvocationType::RequestResponse)
         .log_type(LogType::Tail)
         .payload(Blob::new(payload))
@@ -66,6 +70,7 @@ pub async fn invoke(
             .map(|b| b.as_ref().to_vec())
             .unwrap_or_default(),
         function_error: out.function_error().map(str::to_string),
+        executed_version: out.executed_version().map(str::to_string),
         log_tail,
     })
 }

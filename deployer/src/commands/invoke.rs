@@ -1,5 +1,6 @@
-//! `deployer invoke --env NAME`: runs the scaler once now, as its schedule would, and
-//! prints its result (stdout) and the end of its log (stderr).
+//! `deployer invoke --env NAME`: runs the scaler once now, as its schedule would (through
+//! its alias, so the released version runs), and prints its result (stdout) and the end
+//! of its log (stderr).
 
 use std::process::ExitCode;
 
@@ -25,13 +26,17 @@ pub fn run(
             .first()
             .map(|f| f.to_string())
             .ok_or_else(|| miette!("the stack {} has no scaler function", env.stack_name()))?;
-        eprintln!("invoking {function}");
+        let alias = config::SCALER_ALIAS;
+        eprintln!("invoking {function}:{alias}");
         // The payload a scheduled run gets: the scaler reads nothing from it.
         let client = lambda::invoke_client(
             &sdk,
             std::time::Duration::from_secs(u64::from(env.config.scaler.timeout_seconds)),
         );
-        let invoked = lambda::invoke(&client, &function, b"{}").await?;
+        let invoked = lambda::invoke(&client, &function, alias, b"{}").await?;
+        if let Some(version) = &invoked.executed_version {
+            eprintln!("version {version} ran");
+        }
         if !invoked.log_tail.is_empty() {
             eprintln!("--- log tail ---\n{}", invoked.log_tail.trim_end());
         }

@@ -24,6 +24,10 @@ pub use schema::*;
 
 pub const DEFAULTS_FILE: &str = "defaults.yaml";
 
+/// The scaler's alias: what its schedule invokes (the stack's `ScalerAlias`), moved by a
+/// release and by `deployer rollback`.
+pub const SCALER_ALIAS: &str = "live";
+
 /// A loaded, validated environment.
 #[derive(Debug, Clone)]
 pub struct Environment {

@@ -201,6 +201,11 @@ pub struct ScalerCtx {
     pub missed_runs_period: Option<u64>,
     /// X-Ray active tracing (`scaler.tracing`).
     pub tracing: bool,
+    /// The alias the schedule, the alarms and `deployer invoke` use.
+    pub alias: &'static str,
+    /// A digest of the function's rendered resource (set by the renderer, which renders
+    /// the function first): the version's description, so a changed function publishes.
+    pub function_digest: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -613,6 +618,8 @@ impl Context {
                 missed_runs_period: crate::config::schedule::rate_seconds(&c.scaler.schedule)
                     .filter(|p| c.scaler.enabled && *p <= 86_400),
                 tracing: c.scaler.tracing,
+                alias: crate::config::SCALER_ALIAS,
+                function_digest: String::new(),
             },
             service: ServiceCtx {
                 cluster_name: env.cluster_name(),

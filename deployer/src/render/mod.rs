@@ -47,6 +47,11 @@ const TEMPLATES: &[(&str, &str, &str)] = &[
         include_str!("../../../templates/partials/scaler.yaml.hbs"),
     ),
     (
+        "scaler_function",
+        "partials/scaler-function.yaml.hbs",
+        include_str!("../../../templates/partials/scaler-function.yaml.hbs"),
+    ),
+    (
         "service",
         "partials/service.yaml.hbs",
         include_str!("../../../templates/partials/service.yaml.hbs"),
@@ -166,7 +171,9 @@ impl Renderer {
     }
 
     pub fn render(&self, env: &Environment) -> Result<Rendered, Error> {
-        let main = self.render_one("main", &Context::new(env))?;
+        let mut context = Context::new(env);
+        context.scaler.function_digest = self.scaler_function_digest(&context)?;
+        let main = self.render_one("main", &context)?;
         let bootstrap = self.render_one("bootstrap", &BootstrapContext::new(env))?;
         let resolved = json!({
             "environment": env.name,
@@ -188,6 +195,23 @@ impl Renderer {
             bootstrap,
             config,
         })
+    }
+}
+
+impl Renderer {
+    /// A digest of the scaler function's rendered resource, comments left out: the
+    /// version's description carries it, so a change to the function's configuration
+    /// publishes a new version and a change elsewhere in the stack does not.
+    fn scaler_function_digest(&self, context: &Context) -> Result<String, Error> {
+        use sha2::{Digest, Sha256};
+        let block = self.render_one("scaler_function", context)?;
+        let mut hasher = Sha256::new();
+        for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        let digest = hasher.finalize();
+        Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 
