@@ -53,6 +53,9 @@ pub enum Command {
     Status(EnvArgs),
     /// Run the scaler once now and print its result.
     Invoke(EnvArgs),
+    /// Go back to the previous release: the scaler's alias to its version, the router
+    /// service to its task definition.
+    Rollback(RollbackArgs),
     /// Find what differs from what was deployed: the stack's resources (CloudFormation
     /// drift detection), the published list, the router's task definition. Exit code 2
     /// on drift.
@@ -93,6 +96,17 @@ pub struct LogsArgs {
     /// a quoted phrase, or a JSON pattern such as '{ $.level = "WARN" }'.
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Environment name (a file environments/<NAME>.yaml).
+    #[arg(long)]
+    pub env: String,
+    /// Roll back without asking. Off a terminal nothing is asked anyway, except that a
+    /// protected environment (termination_protection: true) then needs --yes.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -101,7 +101,7 @@ impl Place {
         format!("locks/{}.json", self.stack)
     }
 
-    fn bucket(&self) -> s3::Bucket<'_> {
+    pub(crate) fn bucket(&self) -> s3::Bucket<'_> {
         s3::Bucket {
             name: &self.bucket,
             owner: self.owner.as_deref(),

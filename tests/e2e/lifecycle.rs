@@ -65,6 +65,8 @@ fn bootstrap_up_diff_change_scale_status_down() {
     let local = envs.path().join("local.yaml");
     let mut yaml = std::fs::read_to_string(&local).unwrap();
     yaml.push_str(&format!("\ncloudformation_role_arn: {role}\n"));
+    // Two releases kept, so a few deploys show pruning.
+    yaml.push_str("release:\n  keep: 2\n");
     std::fs::write(&local, yaml).unwrap();
     let env = Env {
         envs: envs.path(),
@@ -142,6 +144,8 @@ fn bootstrap_up_diff_change_scale_status_down() {
     assert_eq!(result["result"], "no changes", "{result}");
     assert_eq!(result["mount_target_list"]["mount_targets"], 2, "{result}");
     assert_eq!(result["mount_target_list"]["published"], false, "{result}");
+    assert_eq!(result["release"]["recorded"], false, "{result}");
+    assert_eq!(result["release"]["kept"], 1, "{result}");
 
     // A threshold change: the function's variable, exit 2, then applied.
     let local = envs.path().join("local.yaml");
@@ -191,8 +195,14 @@ fn bootstrap_up_diff_change_scale_status_down() {
         .to_string()
     };
     assert_eq!(live(&rt), "1");
-    env.ok(&["up", "--env", "local", "--yes"]);
+    let released = env.ok(&["up", "--env", "local", "--yes"]);
+    assert!(
+        stderr(&released).contains("release 2 recorded: scaler version 2"),
+        "{}",
+        text(&released)
+    );
     assert_eq!(live(&rt), "2");
+    rollback_and_prune(&env, &rt, &sdk, &stack, &live);
     let diff = env.ok(&["diff", "--env", "local", "--exit-code"]);
     assert!(stdout(&diff).contains("no changes"), "{}", text(&diff));
 
@@ -269,7 +279,7 @@ fn bootstrap_up_diff_change_scale_status_down() {
             .cloned()
             .unwrap()
     });
-    assert_eq!(vars["FILE_COUNT_THRESHOLD"], "50");
+    assert_eq!(vars["FILE_COUNT_THRESHOLD"], "60");
     let files = tempfile::tempdir().unwrap();
     for i in 0..10 {
         std::fs::write(files.path().join(format!("f{i}")), b"").unwrap();
@@ -832,4 +842,61 @@ fn logs_of_both_programs(
         "{}",
         text(&bad)
     );
+}
+
+/// `rollback`: the alias back to the previous release's version, then nothing further
+/// to go back to; a new release (threshold 60, left so) pruning the version the two kept
+/// releases no longer name. One publish after a deletion only: moto numbers a new
+/// version by counting the existing ones, so after a deletion it repeats a number (Lambda
+/// never does).
+fn rollback_and_prune(
+    env: &Env<'_>,
+    rt: &tokio::runtime::Runtime,
+    sdk: &aws_config::SdkConfig,
+    stack: &str,
+    live: &dyn Fn(&tokio::runtime::Runtime) -> String,
+) {
+    let back = env.ok(&["rollback", "--env", "local", "--yes"]);
+    assert!(
+        stderr(&back).contains("scaler: alias live from version 2 to 1"),
+        "{}",
+        text(&back)
+    );
+    assert_eq!(live(rt), "1");
+    let none = env.run(&["rollback", "--env", "local", "--yes"]);
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    assert!(
+        stderr(&none).contains("nothing to roll back to: 1 release(s) recorded"),
+        "{}",
+        text(&none)
+    );
+    let versions = || -> Vec<String> {
+        let out = rt
+            .block_on(
+                aws_sdk_lambda::Client::new(sdk)
+                    .list_versions_by_function()
+                    .function_name(format!("{stack}-scaler"))
+                    .send(),
+            )
+            .unwrap();
+        out.versions()
+            .iter()
+            .filter_map(|v| v.version())
+            .filter(|v| *v != "$LATEST")
+            .map(str::to_string)
+            .collect()
+    };
+    let local = env.envs.join("local.yaml");
+    let yaml = std::fs::read_to_string(&local).unwrap();
+    std::fs::write(
+        &local,
+        yaml.replace("file_count_threshold: 50\n", "file_count_threshold: 60\n"),
+    )
+    .unwrap();
+    let up = env.ok(&["up", "--env", "local", "--yes"]);
+    let log = stderr(&up);
+    assert!(log.contains("release 2 recorded: scaler version 3"), "{log}");
+    assert!(log.contains("deleted version(s) 2 "), "{log}");
+    assert_eq!(live(rt), "3");
+    assert_eq!(versions(), ["1", "3"]);
 }

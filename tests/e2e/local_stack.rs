@@ -375,7 +375,9 @@ async fn local_environment_creates_every_resource() {
         .await
         .expect("the alias's resource policy");
     assert!(
-        policy.policy().is_some_and(|p| p.contains("events.amazonaws.com")),
+        policy
+            .policy()
+            .is_some_and(|p| p.contains("events.amazonaws.com")),
         "{policy:?}"
     );
 

@@ -1,5 +1,5 @@
-//! AWS Lambda: running the scaler once on demand (`deployer invoke`), and stopping and
-//! restarting it around a teardown.
+//! AWS Lambda: running the scaler once on demand (`deployer invoke`), stopping and
+//! restarting it around a teardown, and its releases: the alias, its versions.
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{InvocationType, LogType};
@@ -100,5 +100,108 @@ pub async fn reserve(client: &aws_sdk_lambda::Client, function: &str, n: i32) ->
         .send()
         .await
         .map_err(|e| Error(AwsError::from_sdk("Lambda", "PutFunctionConcurrency", e)))?;
+    Ok(())
+}
+
+/// Where an alias points: its version and, during a gradual release, the other version
+/// with the share of invocations it gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alias {
+    pub version: String,
+    pub weights: Vec<(String, f64)>,
+}
+
+/// The alias `name` of `function`; `None` when it does not exist.
+pub async fn alias(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    name: &str,
+) -> Result<Option<Alias>, Error> {
+    match client
+        .get_alias()
+        .function_name(function)
+        .name(name)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let mut weights: Vec<(String, f64)> = out
+                .routing_config()
+                .and_then(|r| r.additional_version_weights())
+                .map(|w| w.iter().map(|(v, share)| (v.clone(), *share)).collect())
+                .unwrap_or_default();
+            weights.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Some(Alias {
+                version: out.function_version().unwrap_or_default().to_string(),
+                weights,
+            }))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error(AwsError::from_sdk("Lambda", "GetAlias", e))),
+    }
+}
+
+/// Points the alias at `version` alone (any weighted routing ends).
+pub async fn point_alias(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    name: &str,
+    version: &str,
+) -> Result<(), Error> {
+    client
+        .update_alias()
+        .function_name(function)
+        .name(name)
+        .function_version(version)
+        .routing_config(aws_sdk_lambda::types::AliasRoutingConfiguration::builder().build())
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("Lambda", "UpdateAlias", e)))?;
+    Ok(())
+}
+
+/// The function's published versions (not `$LATEST`), all pages.
+pub async fn versions(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .list_versions_by_function()
+        .function_name(function)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| Error(AwsError::from_sdk("Lambda", "ListVersionsByFunction", e)))?;
+        out.extend(
+            page.versions()
+                .iter()
+                .filter_map(|v| v.version())
+                .filter(|v| *v != "$LATEST")
+                .map(str::to_string),
+        );
+    }
+    Ok(out)
+}
+
+/// Deletes one published version.
+pub async fn delete_version(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    version: &str,
+) -> Result<(), Error> {
+    client
+        .delete_function()
+        .function_name(function)
+        .qualifier(version)
+        .send()
+        .await
+        .map_err(|e| Error(AwsError::from_sdk("Lambda", "DeleteFunction", e)))?;
     Ok(())
 }

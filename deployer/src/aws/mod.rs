@@ -5,6 +5,7 @@
 pub mod cloudformation;
 pub mod cloudwatch;
 pub mod ecr;
+pub mod ecs;
 pub mod efs;
 pub mod eventbridge;
 pub mod lambda;

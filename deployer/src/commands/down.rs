@@ -42,6 +42,7 @@ pub fn run(
             Ok(boot) => Some(super::lock_place(&sdk, &env, &boot)),
             Err(_) => None,
         };
+        let releases = place.clone();
         super::locked(place, "down", async {
         // What was taken away and what is kept, for `--output json`.
         let mut removed_targets = Vec::new();
@@ -128,6 +129,7 @@ pub fn run(
                 }
             }
             eprintln!("{name}: deleted");
+            forget_releases(&sdk, &env, releases.as_ref(), &resources).await?;
             if let (Some(fs), DeletionPolicy::Retain) =
                 (&file_system, env.config.efs.deletion_policy)
             {
@@ -167,6 +169,37 @@ pub fn run(
         })
         .await
     })?
+}
+
+/// After the stack: the router's task definitions CloudFormation kept for rollback
+/// (deregistered; the scaler's versions went with its function) and the release history.
+async fn forget_releases(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    place: Option<&crate::lock::Place>,
+    resources: &[(String, String, String)],
+) -> miette::Result<()> {
+    let deployed = crate::release::Deployed::of(resources, env);
+    if let Some(family) = &deployed.family {
+        let ecs = aws_sdk_ecs::Client::new(sdk);
+        let kept = crate::aws::ecs::task_definitions(&ecs, family).await?;
+        for arn in &kept {
+            crate::aws::ecs::deregister(&ecs, arn).await?;
+        }
+        if !kept.is_empty() {
+            eprintln!(
+                "{family}: deregistered {} task definition revision(s) kept for rollback",
+                kept.len()
+            );
+        }
+    }
+    if let (Some(place), true) = (
+        place,
+        deployed.function.is_some() || deployed.service.is_some(),
+    ) {
+        crate::release::Store::new(place).delete().await?;
+    }
+    Ok(())
 }
 
 /// A protected environment needs --force and its name typed (or given with

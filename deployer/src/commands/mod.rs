@@ -9,6 +9,7 @@ mod logs;
 pub mod package;
 mod plan;
 mod render;
+mod rollback;
 mod rotate;
 pub mod status;
 mod unlock;
@@ -32,6 +33,9 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::Down(args) => down::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Status(args) => status::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Invoke(args) => invoke::run(&cli.environments_dir, &cli.aws, cli.output, &args),
+        Command::Rollback(args) => {
+            rollback::run(&cli.environments_dir, &cli.aws, cli.output, &args)
+        }
         Command::Drift(args) => drift::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::Logs(args) => logs::run(&cli.environments_dir, &cli.aws, cli.output, &args),
         Command::RotateCredentials(args) => {

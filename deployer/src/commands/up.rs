@@ -52,6 +52,7 @@ pub fn run(
         let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let boot = bootstrap::outputs(&cfn, &env).await?;
         let place = super::lock_place(&sdk, &env, &boot);
+        let releases = place.clone();
         super::locked(Some(place), "up", async {
         let existing = plan::usable_stack(&cfn, &env).await?;
         let packaged =
@@ -79,7 +80,7 @@ pub fn run(
             // A stack deployed before the guard existed gets it now.
             ensure_stack_policy(&cfn, &stack, &render::stack_policy(&rendered.main, &[])).await?;
             package::mark_deployed(&sdk, &env, &packaged).await?;
-            let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
+            let after = after_deploy(&sdk, &cfn, &env, &releases, &settled).await?;
             report(output, &plan.diff, &settled, &after, "no changes");
             return Ok(ExitCode::SUCCESS);
         }
@@ -170,7 +171,7 @@ pub fn run(
         }
         guarded_again?;
         package::mark_deployed(&sdk, &env, &packaged).await?;
-        let after = after_deploy(&sdk, &cfn, &env, &settled).await?;
+        let after = after_deploy(&sdk, &cfn, &env, &releases, &settled).await?;
         report(output, &plan.diff, &settled, &after, "deployed");
         Ok(ExitCode::SUCCESS)
         })
@@ -211,12 +212,14 @@ async fn failure_report(
 }
 
 /// After a deploy (or none needed): the SSM list rebuilt from the file system's mount
-/// targets with the scaler's own code, and termination protection as configured. Each
-/// writes only when something differs.
+/// targets with the scaler's own code, termination protection as configured, and what
+/// runs recorded as a release (older releases' versions pruned). Each writes only when
+/// something differs.
 async fn after_deploy(
     sdk: &aws_config::SdkConfig,
     cfn: &aws_sdk_cloudformation::Client,
     env: &Environment,
+    releases: &crate::lock::Place,
     stack: &cloudformation::Stack,
 ) -> miette::Result<serde_json::Value> {
     // From the stack's resources rather than its outputs: the physical id is what
@@ -267,10 +270,14 @@ async fn after_deploy(
             if wanted { "on" } else { "off" }
         );
     }
+    let release = crate::release::after_up(sdk, env, releases, &resources).await?;
     Ok(json!({
-        "parameter": name,
-        "mount_targets": list.len(),
-        "published": published.written,
+        "mount_target_list": {
+            "parameter": name,
+            "mount_targets": list.len(),
+            "published": published.written,
+        },
+        "release": release,
     }))
 }
 
@@ -329,7 +336,7 @@ fn report(
     output: OutputFormat,
     diff: &crate::diff::Diff,
     stack: &cloudformation::Stack,
-    list: &serde_json::Value,
+    after: &serde_json::Value,
     result: &str,
 ) {
     match output {
@@ -345,7 +352,8 @@ fn report(
                 "status": stack.status,
                 "changes": diff,
                 "outputs": stack.outputs_json(),
-                "mount_target_list": list,
+                "mount_target_list": after["mount_target_list"],
+                "release": after["release"],
             });
             println!(
                 "{}",

@@ -37,6 +37,8 @@ pub struct EnvironmentConfig {
     #[serde(default)]
     pub alarms: Alarms,
     #[serde(default)]
+    pub release: Release,
+    #[serde(default)]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub termination_protection: bool,
@@ -514,6 +516,21 @@ pub struct Logs {
 impl Default for Logs {
     fn default() -> Self {
         Logs { retention_days: 30 }
+    }
+}
+
+/// Releases `deployer up` records (`deployer rollback` goes back through them).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Release {
+    /// Releases kept: their scaler versions and router task definitions stay, older
+    /// ones are deleted after each `up`.
+    pub keep: u32,
+}
+
+impl Default for Release {
+    fn default() -> Self {
+        Release { keep: 5 }
     }
 }
 

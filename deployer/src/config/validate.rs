@@ -640,6 +640,13 @@ fn check_service(c: &mut Checker<'_>, config: &EnvironmentConfig) {
 }
 
 fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
+    c.range(
+        "release.keep",
+        config.release.keep.into(),
+        2,
+        100,
+        "the current release and at least one to roll back to",
+    );
     let days = config.logs.retention_days;
     if !RETENTION_DAYS.contains(&days) {
         let nearest = RETENTION_DAYS
