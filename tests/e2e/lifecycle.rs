@@ -895,7 +895,10 @@ fn rollback_and_prune(
     .unwrap();
     let up = env.ok(&["up", "--env", "local", "--yes"]);
     let log = stderr(&up);
-    assert!(log.contains("release 2 recorded: scaler version 3"), "{log}");
+    assert!(
+        log.contains("release 2 recorded: scaler version 3"),
+        "{log}"
+    );
     assert!(log.contains("deleted version(s) 2 "), "{log}");
     assert_eq!(live(rt), "3");
     assert_eq!(versions(), ["1", "3"]);

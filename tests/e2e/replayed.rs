@@ -1019,9 +1019,228 @@ fn drift_in_sync_exits_0() {
     );
     assert!(
         stdout.contains(&format!(
-            "runs the deployed task definition {TASK_DEFINITION}:4"
+            "runs the released task definition {TASK_DEFINITION}:4"
         )),
         "{report}"
     );
     assert!(stdout.ends_with("no drift\n"), "{report}");
+}
+
+// ---- deployer rollback ----------------------------------------------------------------
+
+const FUNCTION: &str = "efs-autoscaler-local-scaler";
+
+/// The bootstrap stack with its bucket, the main stack with a scaler and a router, the
+/// lock free, the release history `releases` (scaler version, task revision), the alias
+/// at `alias` and the service running revision `running`. Then the replies to the moves
+/// themselves (UpdateAlias, UpdateService) and the history's write.
+fn release_world(releases: &[(&str, u32)], alias: &str, running: u32) -> Vec<harness::Reply> {
+    let mut bootstrap = Stack::new(&bootstrap_stack(), "CREATE_COMPLETE");
+    bootstrap.outputs = vec![
+        (
+            "ArtifactBucketName".into(),
+            "efs-autoscaler-artifacts-123456789012-ap-northeast-1".into(),
+        ),
+        ("RepositoryName".into(), "efs-autoscaler/router".into()),
+        (
+            "RepositoryUri".into(),
+            "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/efs-autoscaler/router".into(),
+        ),
+    ];
+    let history = serde_json::json!({"releases": releases.iter().map(|(v, r)| serde_json::json!({
+        "time": "2026-12-01T10:00:00Z",
+        "scaler_version": v,
+        "task_definition": format!("{TASK_DEFINITION}:{r}"),
+    })).collect::<Vec<_>>()});
+    let mut replies = vec![
+        cfn::describe(&Stack::new(&main_stack(), "UPDATE_COMPLETE"))
+            .when(&format!("StackName={}", main_stack())),
+        cfn::describe(&bootstrap).when(&format!("StackName={}", bootstrap_stack())),
+        cfn::list_stack_resources(&[
+            ("ScalerFunction", "AWS::Lambda::Function", FUNCTION),
+            ("Cluster", "AWS::ECS::Cluster", "efs-autoscaler-local"),
+            (
+                "RouterService",
+                "AWS::ECS::Service",
+                "arn:aws:ecs:ap-northeast-1:123456789012:service/efs-autoscaler-local/router",
+            ),
+            (
+                "TaskDefinition",
+                "AWS::ECS::TaskDefinition",
+                &format!("{TASK_DEFINITION}:{running}"),
+            ),
+        ]),
+    ];
+    // GETs in the order they come: the lock (free), the history, the alias.
+    replies.extend(free_lock().into_iter().take(1));
+    replies.push(harness::Reply::rest_json("GET", 200, history).header("ETag", "\"history-1\""));
+    replies.push(harness::Reply::rest_json(
+        "GET",
+        200,
+        serde_json::json!({
+            "AliasArn": format!("arn:aws:lambda:ap-northeast-1:123456789012:function:{FUNCTION}:live"),
+            "Name": "live",
+            "FunctionVersion": alias,
+            "Description": "",
+            "RevisionId": "r1",
+        }),
+    ));
+    replies.push(harness::Reply::json(
+        "DescribeServices",
+        200,
+        serde_json::json!({"services": [{
+            "serviceName": "router",
+            "status": "ACTIVE",
+            "desiredCount": 2,
+            "runningCount": 2,
+            "taskDefinition": format!("{TASK_DEFINITION}:{running}"),
+            "deployments": [{
+                "id": "ecs-svc/1",
+                "status": "PRIMARY",
+                "taskDefinition": format!("{TASK_DEFINITION}:{running}"),
+                "runningCount": 2,
+            }],
+        }], "failures": []}),
+    ));
+    // PUTs in order: the lock, the alias's move, the history.
+    replies.push(
+        harness::Reply::rest("PUT", 200).header("ETag", "\"6805f2cfc46c0f04559748bb039d69ae\""),
+    );
+    replies.push(harness::Reply::rest_json(
+        "PUT",
+        200,
+        serde_json::json!({"Name": "live", "FunctionVersion": "0", "RevisionId": "r2"}),
+    ));
+    replies.push(harness::Reply::rest("PUT", 200).header("ETag", "\"history-2\""));
+    replies.push(harness::Reply::json(
+        "UpdateService",
+        200,
+        serde_json::json!({"service": {"serviceName": "router", "deployments": [{
+            "id": "ecs-svc/2", "status": "PRIMARY",
+        }]}}),
+    ));
+    replies.push(harness::Reply::rest("DELETE", 204));
+    replies
+}
+
+/// Both parts back one release: the alias to the previous version, the service to the
+/// previous task definition; the history loses the release rolled back from, written
+/// over the version read; the lock is given back.
+#[test]
+fn rollback_moves_the_alias_and_the_service_back() {
+    let replay = AwsReplay::start(release_world(&[("3", 6), ("4", 7)], "4", 7)).unwrap();
+    let env = replay.env();
+    let out = run(
+        &["rollback", "--env", "local", "--yes", "--output", "json"],
+        &as_refs(&env),
+    );
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scaler: alias live from version 4 to 3"),
+        "{report}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "router: service from {TASK_DEFINITION}:7 to {TASK_DEFINITION}:6"
+        )),
+        "{report}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["scaler_version"], "3");
+    assert_eq!(json["deployment"], "ecs-svc/2");
+    assert_eq!(json["releases_left"], 1);
+    let received = replay.received();
+    let body_of = |action: &str| -> Vec<String> {
+        received
+            .iter()
+            .filter(|r| r.action == action)
+            .map(|r| r.body.clone())
+            .collect()
+    };
+    let puts = body_of("PUT");
+    assert_eq!(puts.len(), 3, "{puts:?}");
+    assert!(puts[1].contains("\"FunctionVersion\":\"3\""), "{}", puts[1]);
+    let written: serde_json::Value = serde_json::from_str(&puts[2]).unwrap();
+    assert_eq!(
+        written["releases"].as_array().unwrap().len(),
+        1,
+        "{written}"
+    );
+    assert_eq!(written["releases"][0]["scaler_version"], "3");
+    let update = &body_of("UpdateService")[0];
+    assert!(update.contains(&format!("{TASK_DEFINITION}:6")), "{update}");
+    assert_eq!(body_of("DELETE").len(), 1, "the lock is given back");
+}
+
+/// One release recorded: nothing to go back to, nothing moved, the lock given back.
+#[test]
+fn rollback_without_a_previous_release_is_refused() {
+    let replay = AwsReplay::start(release_world(&[("4", 7)], "4", 7)).unwrap();
+    let env = replay.env();
+    let out = run(&["rollback", "--env", "local", "--yes"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("nothing to roll back to: 1 release(s) recorded for efs-autoscaler-local"),
+        "{report}"
+    );
+    let actions = replay.actions();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "PUT").count(),
+        1,
+        "only the lock: {actions:?}"
+    );
+    assert!(!actions.iter().any(|a| a == "UpdateService"), "{actions:?}");
+    assert!(
+        actions.iter().any(|a| a == "DELETE"),
+        "the lock is given back: {actions:?}"
+    );
+}
+
+/// Drift against the last release: the alias moved by hand to another version, while the
+/// service runs the released task definition.
+#[test]
+fn drift_compares_the_alias_with_the_last_release() {
+    let name = main_stack();
+    let mut replies = vec![
+        cfn::detect_stack_drift("d-3"),
+        cfn::drift_detection_status(
+            &name,
+            "d-3",
+            "DETECTION_COMPLETE",
+            Some(("IN_SYNC", 0)),
+            None,
+        ),
+        cfn::stack_resource_drifts(&name, &[]),
+    ];
+    // drift takes no lock: the first GET is the history's.
+    replies.extend(
+        release_world(&[("3", 6), ("4", 7)], "5", 7)
+            .into_iter()
+            .filter(|r| !(r.action == "GET" && r.status == 404)),
+    );
+    let replay = AwsReplay::start(replies).unwrap();
+    let env = replay.env();
+    let out = run(&["drift", "--env", "local"], &as_refs(&env));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("scaler alias live: version 5, the last release runs 4"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "--function-name {FUNCTION} --name live --function-version 4"
+        )),
+        "{report}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "router service: runs the released task definition {TASK_DEFINITION}:7"
+        )),
+        "{report}"
+    );
 }

@@ -1,8 +1,9 @@
-//! `deployer drift --env NAME`: what differs from what was deployed, in three places:
+//! `deployer drift --env NAME`: what differs from what was deployed, in four places:
 //! the stack's resources against their template (CloudFormation drift detection), the
-//! published mount-target list against the file system's mount targets, and the task
-//! definition the router service runs against the stack's. Exit code 2 on any drift, for
-//! CI; 0 when everything matches.
+//! published mount-target list against the file system's mount targets, and the
+//! scaler's alias and the router's task definition against the last release `up` or
+//! `rollback` recorded (the stack's task definition when none is). Exit code 2 on any
+//! drift, for CI; 0 when everything matches.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,8 +13,10 @@ use serde_json::{Value, json};
 
 use crate::aws::cloudformation::{self, ResourceDrift};
 use crate::cli::{AwsArgs, EnvArgs, OutputFormat};
+use crate::commands::bootstrap;
 use crate::commands::status::{check_list, deployed_resources, of_type};
-use crate::config;
+use crate::config::{self, SCALER_ALIAS};
+use crate::release::{self, Deployed, Store};
 
 const POLL: Duration = Duration::from_secs(3);
 /// CloudFormation checks every resource's live configuration; a stack of this size
@@ -105,23 +108,44 @@ async fn read(sdk: &aws_config::SdkConfig, env: &config::Environment) -> miette:
         });
     }
 
-    let clusters = of_type(&resources, "AWS::ECS::Cluster");
-    if let (Some(cluster), Some(service), Some(deployed)) = (
-        clusters.first(),
-        of_type(&resources, "AWS::ECS::Service").first(),
-        of_type(&resources, "AWS::ECS::TaskDefinition").first(),
-    ) {
-        let ecs = runtime::aws::ecs::Ecs::new(aws_sdk_ecs::Client::new(sdk));
-        let state = ecs
-            .service(cluster, service)
-            .await
-            .map_err(crate::aws::Error)?;
-        let differs = state.task_definition != *deployed;
+    // What was deployed last: the release history, when the bootstrap stack (its bucket)
+    // is there to hold one.
+    let last = match bootstrap::outputs(&cfn, env).await {
+        Ok(boot) => {
+            let place = super::lock_place(sdk, env, &boot);
+            Store::new(&place).read().await?.0.last().cloned()
+        }
+        Err(_) => None,
+    };
+    let deployed = Deployed::of(&resources, env);
+    let running = release::running(sdk, &deployed).await?;
+    if let (Some(function), Some(last)) = (&deployed.function, &last)
+        && last.scaler_version.is_some()
+    {
+        let differs = running.now.scaler_version != last.scaler_version;
+        drifted |= differs;
+        report["scaler"] = json!({
+            "function": function,
+            "alias": SCALER_ALIAS,
+            "version": running.now.scaler_version,
+            "released_version": last.scaler_version,
+            "drifted": differs,
+        });
+    }
+    if let Some(service) = &deployed.service {
+        let stack_task = of_type(&resources, "AWS::ECS::TaskDefinition")
+            .first()
+            .map(|t| t.to_string());
+        let released = last
+            .as_ref()
+            .and_then(|l| l.task_definition.clone())
+            .or(stack_task);
+        let differs = running.now.task_definition != released;
         drifted |= differs;
         report["router"] = json!({
             "service": service,
-            "task_definition": state.task_definition,
-            "deployed_task_definition": deployed,
+            "task_definition": running.now.task_definition,
+            "deployed_task_definition": released,
             "drifted": differs,
         });
     }
@@ -260,6 +284,33 @@ fn text(report: &Value) -> String {
         }
     }
 
+    let scaler = &report["scaler"];
+    if scaler.is_object() {
+        if scaler["drifted"] == true {
+            let _ = writeln!(
+                out,
+                "scaler alias {}: version {}, the last release runs {}",
+                s(&scaler["alias"]),
+                s(&scaler["version"]),
+                s(&scaler["released_version"])
+            );
+            let _ = writeln!(
+                out,
+                "  moved outside the deployer; back: aws lambda update-alias --function-name {} --name {} --function-version {}",
+                s(&scaler["function"]),
+                s(&scaler["alias"]),
+                s(&scaler["released_version"])
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "scaler alias {}: version {}, as released",
+                s(&scaler["alias"]),
+                s(&scaler["version"])
+            );
+        }
+    }
+
     let router = &report["router"];
     if router.is_object() {
         if router["drifted"] == true {
@@ -270,7 +321,7 @@ fn text(report: &Value) -> String {
             );
             let _ = writeln!(
                 out,
-                "  the stack deployed {}; `deployer up` does not move the service back unless the task definition changes: \
+                "  the last release runs {}; `deployer up` does not move the service back unless the task definition changes: \
                  aws ecs update-service --cluster … --service {} --task-definition {}",
                 s(&router["deployed_task_definition"]),
                 s(&router["service"]),
@@ -279,7 +330,7 @@ fn text(report: &Value) -> String {
         } else {
             let _ = writeln!(
                 out,
-                "router service: runs the deployed task definition {}",
+                "router service: runs the released task definition {}",
                 s(&router["task_definition"])
             );
         }
@@ -316,6 +367,7 @@ mod tests {
                 ]
             },
             "mount_target_list": {"parameter": "/p", "drifted": true, "published": {"a": "fsmt-1"}, "mount_targets": {"a": "fsmt-1", "d": "fsmt-2"}},
+            "scaler": {"function": "f", "alias": "live", "version": "8", "released_version": "7", "drifted": true},
             "router": {"service": "arn:svc", "task_definition": "arn:td:5", "deployed_task_definition": "arn:td:4", "drifted": true}
         });
         let shown = text(&report);
@@ -328,6 +380,7 @@ mod tests {
             "published list /p: differs from the mount targets",
             "  published:     a fsmt-1",
             "  mount targets: a fsmt-1, d fsmt-2",
+            "scaler alias live: version 8, the last release runs 7",
             "router service: runs arn:td:5",
             "drift found",
         ] {
@@ -337,6 +390,10 @@ mod tests {
             );
         }
         assert!(shown.contains("--task-definition arn:td:4"), "{shown}");
+        assert!(
+            shown.contains("--function-name f --name live --function-version 7"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -345,13 +402,15 @@ mod tests {
             "drifted": false,
             "stack": {"name": "s", "detection": "DETECTION_COMPLETE", "resources": []},
             "mount_target_list": {"parameter": "/p", "drifted": false, "published": {"a": "fsmt-1"}, "mount_targets": {"a": "fsmt-1"}},
+            "scaler": {"function": "f", "alias": "live", "version": "7", "released_version": "7", "drifted": false},
             "router": {"service": "arn:svc", "task_definition": "arn:td:4", "deployed_task_definition": "arn:td:4", "drifted": false}
         });
         assert_eq!(
             text(&report),
             "stack s: in sync with its template\n\
              published list /p: matches the mount targets (a fsmt-1)\n\
-             router service: runs the deployed task definition arn:td:4\n\
+             scaler alias live: version 7, as released\n\
+             router service: runs the released task definition arn:td:4\n\
              no drift\n"
         );
     }
