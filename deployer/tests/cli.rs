@@ -334,6 +334,43 @@ mod config_errors {
     }
 
     #[test]
+    fn releases_that_cannot_work_are_refused() {
+        fails(
+            &format!("{ACCOUNT}release:\n  keep: 1\n"),
+            &[
+                "bad.yaml:3:9: release.keep: 1 is out of range",
+                "at least one to roll back to",
+            ],
+        );
+        // Two runs of the default rate(5 minutes) take ten minutes.
+        fails(
+            &format!("{ACCOUNT}release:\n  scaler_rollout: canary\n  canary_minutes: 6\n"),
+            &[
+                "release.canary_minutes: 6 minutes is shorter than two runs of rate(5 minutes)",
+                "at least 10 minutes (two runs)",
+            ],
+        );
+        fails(
+            &format!("{ACCOUNT}release:\n  scaler_rollout: canary\n  canary_percent: 100\n"),
+            &[
+                "release.canary_percent: 100 is out of range",
+                "allowed: 1 to 99",
+            ],
+        );
+        fails(
+            &format!("{ACCOUNT}scaler:\n  enabled: false\nrelease:\n  scaler_rollout: canary\n"),
+            &[
+                "release.scaler_rollout: canary with the scaler's schedule disabled",
+                "use all-at-once",
+            ],
+        );
+        fails(
+            &format!("{ACCOUNT}release:\n  scaler_rollout: gradual\n"),
+            &["release.scaler_rollout", "all-at-once", "canary"],
+        );
+    }
+
+    #[test]
     fn a_warning_address_that_is_not_one() {
         fails(
             &format!(
@@ -937,6 +974,49 @@ mod shapes {
                 "{env}"
             );
         }
+    }
+
+    /// prod releases the scaler through a canary: CodeDeploy moves the alias, watching
+    /// the error alarm, and moves it back on an alarm.
+    #[test]
+    fn a_canary_release_renders_codedeploy_watching_the_error_alarm() {
+        let envs = repo().join("environments");
+        let parse = |text: &str| deployer::diff::template::parse(text, "the template").unwrap();
+        let t = parse(&render(&envs, "prod"));
+        let alias = &t["Resources"]["ScalerAlias"];
+        assert_eq!(
+            alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"],
+            serde_json::json!({"Ref": "ScalerRolloutGroup"})
+        );
+        let group = &t["Resources"]["ScalerRolloutGroup"]["Properties"];
+        assert_eq!(
+            group["AlarmConfiguration"]["Alarms"][0]["Name"],
+            serde_json::json!({"Ref": "ScalerErrorsAlarm"})
+        );
+        assert_eq!(
+            group["AutoRollbackConfiguration"]["Events"],
+            serde_json::json!(["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])
+        );
+        let canary = &t["Resources"]["ScalerRolloutConfig"]["Properties"]["TrafficRoutingConfig"];
+        assert_eq!(
+            canary["TimeBasedCanary"],
+            serde_json::json!({"CanaryPercentage": 50, "CanaryInterval": 30})
+        );
+        // The role moves this alias only.
+        let statements = &t["Resources"]["ScalerRolloutRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+            ["Statement"];
+        assert_eq!(
+            statements[0]["Resource"],
+            serde_json::json!({"Fn::Sub": "${ScalerFunction.Arn}:live"})
+        );
+        // Without it (dev), the alias moves at once and there is no CodeDeploy.
+        let dev = parse(&render(&envs, "dev"));
+        assert!(
+            dev["Resources"]["ScalerAlias"]
+                .get("UpdatePolicy")
+                .is_none()
+        );
+        assert!(dev["Resources"].get("ScalerRolloutGroup").is_none());
     }
 
     /// `scaler.tracing` turns on X-Ray for the function and lets its role send segments;

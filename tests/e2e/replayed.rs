@@ -445,6 +445,99 @@ fn up_shows_progress_and_reports_a_failed_update_with_its_rollback() {
     assert_eq!(writes(&replay), ["ExecuteChangeSet"]);
 }
 
+/// A canary release of the scaler that CodeDeploy stops on the error alarm (its answer as
+/// CloudFormation relays it on the alias, written by hand): `up` says beforehand how the
+/// new version takes over, then reports the alias's failure with what it means.
+#[test]
+fn a_canary_stopped_by_the_alarm_is_reported_as_such() {
+    let name = main_stack();
+    let envs = crate::cli::environments_copy();
+    let local = envs.path().join("local.yaml");
+    let mut yaml = std::fs::read_to_string(&local).unwrap();
+    yaml.push_str(
+        "\nrelease:\n  scaler_rollout: canary\n  canary_percent: 50\n  canary_minutes: 10\n",
+    );
+    std::fs::write(&local, yaml).unwrap();
+    let mut replies = before_change_set("UPDATE_COMPLETE");
+    let old = Event::new(&name, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", 10);
+    let stopped = "Resource handler returned message: \"CodeDeploy deployment d-7XQ2Y0EXAMPLE failed: Deployment d-7XQ2Y0EXAMPLE has been stopped because the alarm efs-autoscaler-local-ScalerErrorsAlarm-1A2B3C4D5E6F is in ALARM state.\" (HandlerErrorCode: GeneralServiceException)";
+    replies.extend(computed_change_set(
+        &name,
+        cfn::Change {
+            logical_id: "ScalerVersion".into(),
+            resource_type: "AWS::Lambda::Version".into(),
+            action: "Modify".into(),
+            replacement: Some("True".into()),
+            properties: vec![("Description".into(), true)],
+        },
+    ));
+    replies.extend([
+        cfn::stack_events(&name, std::slice::from_ref(&old)),
+        cfn::stack_events(
+            &name,
+            &[
+                Event::new(
+                    &name,
+                    "AWS::CloudFormation::Stack",
+                    "UPDATE_ROLLBACK_COMPLETE",
+                    140,
+                ),
+                Event::new("ScalerAlias", "AWS::Lambda::Alias", "UPDATE_FAILED", 130)
+                    .reason(stopped),
+                Event::new(
+                    "ScalerAlias",
+                    "AWS::Lambda::Alias",
+                    "UPDATE_IN_PROGRESS",
+                    120,
+                ),
+                Event::new(
+                    "ScalerVersion",
+                    "AWS::Lambda::Version",
+                    "UPDATE_COMPLETE",
+                    110,
+                ),
+                old.clone(),
+            ],
+        ),
+        cfn::empty("ExecuteChangeSet"),
+        cfn::describe(&Stack::new(&name, "UPDATE_IN_PROGRESS")),
+        cfn::describe(
+            &Stack::new(&name, "UPDATE_ROLLBACK_COMPLETE")
+                .reason("The following resource(s) failed to update: [ScalerAlias]."),
+        ),
+    ]);
+    let replay = AwsReplay::start(replies).unwrap();
+    let env = replay.env();
+    let out = run(
+        &[
+            "--environments-dir",
+            envs.path().to_str().unwrap(),
+            "up",
+            "--env",
+            "local",
+            "--yes",
+        ],
+        &as_refs(&env),
+    );
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("takes over through a canary: 50 % of its runs for 10 minutes"),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("ScalerAlias (AWS::Lambda::Alias): UPDATE_FAILED")
+            && stderr.contains("is in ALARM state"),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("failed during its canary and the alias is back on the previous one")
+            && stderr.contains("deployer logs --env local scaler --since 1h --filter ERROR"),
+        "{report}"
+    );
+}
+
 /// A change set CloudFormation cannot create: its reason, exit 1, the change set
 /// deleted, nothing executed.
 #[test]

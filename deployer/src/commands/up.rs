@@ -95,6 +95,15 @@ pub fn run(
             ));
         }
         eprint!("{}", format::text(&plan.diff));
+        let release = &env.config.release;
+        if release.scaler_rollout == config::Rollout::Canary
+            && plan.diff.resources.iter().any(|r| r.logical_id == "ScalerVersion")
+        {
+            eprintln!(
+                "the scaler's new version takes over through a canary: {} % of its runs for {} minutes, watched by its error alarm; the deploy waits for it, and an alarm moves the alias back and rolls the stack update back",
+                release.canary_percent, release.canary_minutes
+            );
+        }
         // Before anything runs: a change that replaces or removes the file system or a
         // mount target happens only when the command names it.
         let refused: Vec<&str> = plan
@@ -194,6 +203,16 @@ async fn failure_report(
 ) -> miette::Report {
     let name = &stack.name;
     let report = cloudformation::failure_report(cfn, stack).await;
+    // CodeDeploy stopped a canary release of the scaler: say what that means.
+    if report.contains("ScalerAlias") && report.contains("CodeDeploy") {
+        return miette!(
+            help = format!(
+                "the new scaler version failed during its canary and the alias is back on the previous one; find why with `deployer logs --env {} scaler --since 1h --filter ERROR`, fix it, and run `deployer up` again",
+                env.name
+            ),
+            "{report}"
+        );
+    }
     let help = match stack.status.as_str() {
         "UPDATE_ROLLBACK_COMPLETE" => format!(
             "the stack is back at its previous version and keeps serving; fix the cause above and run `deployer up --env {}` again",

@@ -526,12 +526,34 @@ pub struct Release {
     /// Releases kept: their scaler versions and router task definitions stay, older
     /// ones are deleted after each `up`.
     pub keep: u32,
+    /// How a new scaler version takes over its alias.
+    pub scaler_rollout: Rollout,
+    /// With `canary`: the share of runs the new version gets first, in percent.
+    pub canary_percent: u32,
+    /// With `canary`: how long the new version runs beside the old one, watched by the
+    /// scaler's error alarm, before it takes every run.
+    pub canary_minutes: u32,
 }
 
 impl Default for Release {
     fn default() -> Self {
-        Release { keep: 5 }
+        Release {
+            keep: 5,
+            scaler_rollout: Rollout::AllAtOnce,
+            canary_percent: 50,
+            canary_minutes: 30,
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollout {
+    /// The alias moves to the new version when the stack update reaches it.
+    AllAtOnce,
+    /// CodeDeploy moves `canary_percent` of the runs first, watches the error alarm for
+    /// `canary_minutes`, then moves the rest, or moves the alias back on an alarm.
+    Canary,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
 
 use super::error::{ConfigError, Loc};
-use super::schema::{Egress, EnvironmentConfig, Expose, PerformanceMode, ThroughputMode};
+use super::schema::{Egress, EnvironmentConfig, Expose, PerformanceMode, Rollout, ThroughputMode};
 use super::yaml::{Node, Value};
 
 /// CloudWatch Logs' accepted `RetentionInDays` values.
@@ -647,6 +647,48 @@ fn check_operations(c: &mut Checker<'_>, config: &EnvironmentConfig) {
         100,
         "the current release and at least one to roll back to",
     );
+    let r = &config.release;
+    if r.scaler_rollout == Rollout::Canary {
+        c.range(
+            "release.canary_percent",
+            r.canary_percent.into(),
+            1,
+            99,
+            "the share of the scaler's runs the new version gets during the canary",
+        );
+        c.range(
+            "release.canary_minutes",
+            r.canary_minutes.into(),
+            1,
+            2880,
+            "CodeDeploy's canary interval",
+        );
+        // A scheduled function runs once per period: a canary shorter than two periods
+        // sees at most one run, likely on the old version, and proves nothing.
+        let period = crate::config::schedule::rate_seconds(&config.scaler.schedule);
+        if !config.scaler.enabled {
+            c.fail(
+                "release.scaler_rollout",
+                "canary with the scaler's schedule disabled".to_string(),
+                "a canary watches scheduled runs; with none it only waits: use all-at-once",
+            );
+        } else if let Some(p) = period
+            && u64::from(r.canary_minutes) * 60 < 2 * p
+        {
+            c.fail(
+                "release.canary_minutes",
+                format!(
+                    "{} minutes is shorter than two runs of {}",
+                    r.canary_minutes, config.scaler.schedule
+                ),
+                format!(
+                    "at least {} minutes (two runs); each run goes to the new version with a chance of {} %",
+                    (2 * p).div_ceil(60),
+                    r.canary_percent
+                ),
+            );
+        }
+    }
     let days = config.logs.retention_days;
     if !RETENTION_DAYS.contains(&days) {
         let nearest = RETENTION_DAYS

@@ -203,9 +203,17 @@ pub struct ScalerCtx {
     pub tracing: bool,
     /// The alias the schedule, the alarms and `deployer invoke` use.
     pub alias: &'static str,
+    /// `release.scaler_rollout: canary`: CodeDeploy moves the alias in two steps.
+    pub canary: Option<CanaryCtx>,
     /// A digest of the function's rendered resource (set by the renderer, which renders
     /// the function first): the version's description, so a changed function publishes.
     pub function_digest: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CanaryCtx {
+    pub percent: u32,
+    pub minutes: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -619,6 +627,12 @@ impl Context {
                     .filter(|p| c.scaler.enabled && *p <= 86_400),
                 tracing: c.scaler.tracing,
                 alias: crate::config::SCALER_ALIAS,
+                canary: (c.release.scaler_rollout == crate::config::Rollout::Canary).then_some(
+                    CanaryCtx {
+                        percent: c.release.canary_percent,
+                        minutes: c.release.canary_minutes,
+                    },
+                ),
                 function_digest: String::new(),
             },
             service: ServiceCtx {
