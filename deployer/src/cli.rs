@@ -196,6 +196,12 @@ pub struct UpArgs {
     /// such a change is refused before anything runs.
     #[arg(long, value_name = "LOGICAL_ID")]
     pub allow_replacement: Vec<String>,
+    /// Approve the changes the diff marks `!!` (broader IAM, an opened security group, a
+    /// changed file system policy, a secret or key replaced or removed, encryption
+    /// turned off). Without it `up` asks for them even with --yes, and off a terminal
+    /// refuses.
+    #[arg(long)]
+    pub approve_risky: bool,
 }
 
 /// Where AWS calls go. Credentials come from the standard chain (environment, profiles,

@@ -85,8 +85,33 @@ fn bootstrap_up_diff_change_scale_status_down() {
 
     env.ok(&["bootstrap", "--env", "local"]);
 
+    // A new stack grants everything it has: off a terminal, --yes alone does not deploy
+    // it; the review shows who may do what, and nothing is created.
+    let unapproved = env.run(&["up", "--env", "local", "--yes"]);
+    assert_eq!(unapproved.status.code(), Some(1), "{}", text(&unapproved));
+    let log = stderr(&unapproved);
+    assert!(log.contains("IAM (who may do what):"), "{log}");
+    assert!(
+        log.contains("+  ScalerRole") && log.contains("lambda.amazonaws.com"),
+        "{log}"
+    );
+    assert!(log.contains("Security groups:"), "{log}");
+    assert!(
+        log.contains("this change needs approval: broadens IAM")
+            && log.contains("--approve-risky")
+            && log.contains("nothing was changed"),
+        "{log}"
+    );
+    let described = rt.block_on(
+        aws_sdk_cloudformation::Client::new(&sdk)
+            .describe_stacks()
+            .stack_name(&stack)
+            .send(),
+    );
+    assert!(described.is_err(), "a stack was left: {described:?}");
+
     // Create: the change set is shown, executed and followed; the list is published.
-    let up = env.ok(&["up", "--env", "local", "--yes"]);
+    let up = env.ok(&["up", "--env", "local", "--yes", "--approve-risky"]);
     let log = stderr(&up);
     assert!(
         log.contains("+ FileSystem") && log.contains("AWS::EFS::FileSystem"),

@@ -26,7 +26,8 @@ fn real_aws_bootstrap_up_status_invoke_down() {
         out
     };
     step(&["bootstrap", "--env", &env]);
-    step(&["up", "--env", &env, "--yes"]);
+    // A sandbox account, deployed by the test that then tears it down.
+    step(&["up", "--env", &env, "--yes", "--approve-risky"]);
     let diff = step(&["diff", "--env", &env, "--exit-code"]);
     assert!(String::from_utf8_lossy(&diff.stdout).contains("no changes"));
     let status = step(&["status", "--env", &env, "--output", "json"]);

@@ -538,6 +538,98 @@ fn a_canary_stopped_by_the_alarm_is_reported_as_such() {
     );
 }
 
+/// A change set that gives the scaler's role an action it did not have (the deployed
+/// template is the rendered one without it): the diff marks it, `up --yes` off a terminal
+/// refuses and deletes the change set, `--approve-risky` deploys it.
+#[test]
+fn broader_iam_needs_approval_beyond_yes() {
+    let name = main_stack();
+    let rendered = deployer::render::Renderer::new()
+        .unwrap()
+        .render(&deployer::config::load(&repo_root().join("environments"), "local").unwrap())
+        .unwrap()
+        .main;
+    let granted = "ssm:PutParameter";
+    assert!(
+        rendered.contains(granted),
+        "the scaler's role no longer has {granted}"
+    );
+    // The deployed role lacked the action: the same template with it taken out of the
+    // action lists it is in.
+    let deployed = rendered
+        .replace(&format!("{granted}, "), "")
+        .replace(&format!(", {granted}"), "");
+    assert_ne!(deployed, rendered);
+    let change = || cfn::Change {
+        logical_id: "ScalerRole".into(),
+        resource_type: "AWS::IAM::Role".into(),
+        action: "Modify".into(),
+        replacement: Some("False".into()),
+        properties: vec![("Policies".into(), false)],
+    };
+    let script = |extra: Vec<harness::Reply>| {
+        let mut replies = before_change_set("UPDATE_COMPLETE");
+        replies.extend([
+            cfn::create_change_set(&name, CHANGE_SET),
+            cfn::describe_change_set(&name, CHANGE_SET, "CREATE_COMPLETE", None, &[change()]),
+            cfn::get_template(&deployed),
+        ]);
+        replies.extend(extra);
+        replies
+    };
+    let replay = AwsReplay::start(script(vec![cfn::empty("DeleteChangeSet")])).unwrap();
+    let out = up(&replay, &["--yes"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let row = stderr
+        .lines()
+        .find(|l| l.contains(granted) && l.trim_start().starts_with('+'))
+        .unwrap_or_else(|| panic!("no added row for {granted}: {report}"));
+    assert!(row.contains("ScalerRole") && row.contains("Allow"), "{row}");
+    assert!(
+        stderr.contains(&format!("!! broadens IAM: ScalerRole may {granted} on ")),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("--approve-risky") && stderr.contains("nothing was changed"),
+        "{report}"
+    );
+    assert!(replay.actions().contains(&"DeleteChangeSet".to_string()));
+    assert!(writes(&replay).is_empty(), "{:?}", replay.actions());
+
+    // Approved: executed.
+    let old = Event::new(&name, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", 10);
+    let replay = AwsReplay::start(script(vec![
+        cfn::stack_events(&name, std::slice::from_ref(&old)),
+        cfn::empty("ExecuteChangeSet"),
+        cfn::describe(&Stack::new(&name, "UPDATE_IN_PROGRESS")),
+    ]))
+    .unwrap();
+    let child = std::process::Command::new(crate::cli::deployer())
+        .current_dir(repo_root())
+        .args(["up", "--env", "local", "--yes", "--approve-risky"])
+        .envs(replay.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !replay.actions().contains(&"ExecuteChangeSet".to_string()) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "approved, never executed: {:?}",
+            replay.actions()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The rest (following the deploy) is the other tests' business.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+}
+
 /// A change set CloudFormation cannot create: its reason, exit 1, the change set
 /// deleted, nothing executed.
 #[test]

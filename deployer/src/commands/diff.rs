@@ -90,7 +90,7 @@ fn offline(environments_dir: &Path, name: &str, rev: &str) -> miette::Result<Dif
         json!({})
     };
     let after = template::parse(&new.main, "the rendered template")?;
-    Ok(Diff {
+    let mut diff = Diff {
         environment: name.to_string(),
         stack: new_env.stack_name(),
         against: format!("git {rev}"),
@@ -101,7 +101,10 @@ fn offline(environments_dir: &Path, name: &str, rev: &str) -> miette::Result<Dif
         // kept in the template's metadata compare too.
         config: diff::values(&old_config, &diff::flatten(&resolved_config(&new_env))),
         notes,
-    })
+        ..Diff::default()
+    };
+    diff::security::annotate(&mut diff, &before, &after);
+    Ok(diff)
 }
 
 fn git(root: &Path, args: &[&str]) -> miette::Result<Vec<u8>> {

@@ -200,8 +200,15 @@ pub async fn plan(
         } else {
             diff::values(&config_of(&before), &config_of(&after))
         },
+        iam: Vec::new(),
+        security_groups: Vec::new(),
+        risks: Vec::new(),
         notes: Vec::new(),
     };
+    // What CloudFormation will not deploy needs no approval.
+    if !nothing {
+        diff::security::annotate(&mut diff, &before, &after);
+    }
     // With no resource change CloudFormation deploys nothing, not even the template's
     // metadata, so configuration that reaches no resource (account_id,
     // termination_protection) would show here forever: said in a note instead.

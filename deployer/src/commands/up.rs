@@ -128,6 +128,35 @@ pub fn run(
                 refused.join(", ")
             ));
         }
+        // Changes that broaden access or lose state need a person, whatever --yes says.
+        // The data resources named with --allow-replacement are approved already.
+        let risks: Vec<&crate::diff::security::Risk> = plan
+            .diff
+            .risks
+            .iter()
+            .filter(|r| !(r.kind == "stateful" && args.allow_replacement.contains(&r.resource)))
+            .collect();
+        let mut approved = args.approve_risky || risks.is_empty();
+        if !approved && !args.no_exec {
+            if !interactive {
+                let _ = plan.discard(&cfn).await;
+                return Err(miette!(
+                    help = "review the lines marked !! above; if they are intended, run again with --approve-risky",
+                    "this change needs approval: {}; nothing was changed",
+                    risks.iter().map(|r| r.what.as_str()).collect::<Vec<_>>().join("; ")
+                ));
+            }
+            let answer = super::ask(&format!(
+                "{} change(s) above are marked !! (broader access, or state that does not come back). Type `approve` to deploy them: ",
+                risks.len()
+            ))?;
+            if answer != "approve" {
+                plan.discard(&cfn).await?;
+                eprintln!("not approved; nothing was changed");
+                return Ok(ExitCode::from(1));
+            }
+            approved = true;
+        }
         if args.no_exec {
             eprintln!(
                 "change set {change_set} is ready for review and was not executed; run `deployer up --env {}` to deploy, or `aws cloudformation execute-change-set --change-set-name {change_set}`",
@@ -144,7 +173,9 @@ pub fn run(
             );
             return Ok(ExitCode::SUCCESS);
         }
-        if !args.yes && interactive && !confirm(&format!("Deploy these changes to {stack}?"))? {
+        // A typed approval of the risky changes is the confirmation too.
+        let asked = approved && !risks.is_empty() && !args.approve_risky;
+        if !args.yes && !asked && interactive && !confirm(&format!("Deploy these changes to {stack}?"))? {
             plan.discard(&cfn).await?;
             eprintln!("cancelled; nothing was changed");
             return Ok(ExitCode::from(1));

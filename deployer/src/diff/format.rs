@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::security::{Change, IamRow, RuleRow};
 use super::{Action, Diff, Replacement, ResourceChange, Source, ValueChange};
 
 /// Values longer than this are cut in text and Markdown (JSON keeps them whole): an IAM
@@ -26,6 +27,46 @@ fn show(value: &Option<Value>) -> String {
     } else {
         text
     }
+}
+
+/// A change of a long or multi-line text (a dashboard body, a policy written as text)
+/// as the lines that differ, `-` before and `+` after; `None` for anything else.
+fn line_diff(before: &Option<Value>, after: &Option<Value>) -> Option<Vec<String>> {
+    let (Some(Value::String(a)), Some(Value::String(b))) = (before, after) else {
+        return None;
+    };
+    if !(a.contains('\n') || b.contains('\n')) {
+        return None;
+    }
+    let (x, y): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    // Longest common subsequence of lines; texts of thousands of lines are shown cut.
+    if x.len().saturating_mul(y.len()) > 4_000_000 {
+        return None;
+    }
+    let mut lcs = vec![vec![0u32; y.len() + 1]; x.len() + 1];
+    for i in (0..x.len()).rev() {
+        for j in (0..y.len()).rev() {
+            lcs[i][j] = if x[i] == y[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < x.len() || j < y.len() {
+        if i < x.len() && j < y.len() && x[i] == y[j] {
+            i += 1;
+            j += 1;
+        } else if i < x.len() && (j == y.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("- {}", x[i].trim()));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", y[j].trim()));
+            j += 1;
+        }
+    }
+    Some(out)
 }
 
 fn replacement_note(r: &ResourceChange) -> Option<String> {
@@ -116,6 +157,11 @@ pub fn text(diff: &Diff) -> String {
                 // AWS names it, the templates do not differ there: a parameter or
                 // another resource's new attribute flows in.
                 let _ = writeln!(out, "      {}: {UNKNOWN}{replaces}", p.path);
+            } else if let Some(lines) = line_diff(&p.before, &p.after) {
+                let _ = writeln!(out, "      {}:{replaces}", p.path);
+                for line in lines {
+                    let _ = writeln!(out, "        {line}");
+                }
             } else {
                 let _ = writeln!(
                     out,
@@ -125,6 +171,27 @@ pub fn text(diff: &Diff) -> String {
                     show(&p.after),
                 );
             }
+        }
+    }
+    if !diff.iam.is_empty() {
+        let _ = writeln!(out, "IAM (who may do what):");
+        for line in table(&iam_table(&diff.iam)) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    if !diff.security_groups.is_empty() {
+        let _ = writeln!(out, "Security groups:");
+        for line in table(&rule_table(&diff.security_groups)) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    if !diff.risks.is_empty() {
+        let _ = writeln!(
+            out,
+            "Needs approval (`up` asks even with --yes; --approve-risky approves):"
+        );
+        for r in &diff.risks {
+            let _ = writeln!(out, "{}", red(&format!("  !! {}", r.what)));
         }
     }
     for (title, changes) in sections(diff) {
@@ -154,6 +221,99 @@ fn sections(diff: &Diff) -> impl Iterator<Item = (&'static str, &Vec<ValueChange
     ]
     .into_iter()
     .filter(|(_, c)| !c.is_empty())
+}
+
+const IAM_HEADER: [&str; 8] = [
+    "",
+    "Resource",
+    "Kind",
+    "Effect",
+    "Action",
+    "On",
+    "Principal",
+    "Condition",
+];
+const RULE_HEADER: [&str; 6] = ["", "Group", "Direction", "Protocol", "Ports", "Peer"];
+
+/// One row of cells per IAM change, `+` for gained, `-` for lost.
+fn iam_table(changes: &[Change<IamRow>]) -> Vec<Vec<String>> {
+    let mut rows = vec![IAM_HEADER.iter().map(|h| h.to_string()).collect()];
+    rows.extend(changes.iter().map(|c| {
+        let r = &c.row;
+        vec![
+            c.action.sign().to_string(),
+            r.resource.clone(),
+            r.kind.to_string(),
+            r.effect.clone(),
+            r.action.clone(),
+            r.resources.clone(),
+            r.principal.clone(),
+            r.condition.clone(),
+        ]
+    }));
+    rows
+}
+
+fn rule_table(changes: &[Change<RuleRow>]) -> Vec<Vec<String>> {
+    let mut rows = vec![RULE_HEADER.iter().map(|h| h.to_string()).collect()];
+    rows.extend(changes.iter().map(|c| {
+        let r = &c.row;
+        vec![
+            c.action.sign().to_string(),
+            r.group.clone(),
+            r.direction.to_string(),
+            r.protocol.clone(),
+            r.ports.clone(),
+            r.peer.clone(),
+        ]
+    }));
+    rows
+}
+
+/// Rows as aligned columns (a column empty in every row is left out).
+fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.first().map_or(0, Vec::len);
+    let shown: Vec<usize> = (0..columns)
+        .filter(|&c| c == 0 || rows.iter().skip(1).any(|r| !r[c].is_empty()))
+        .collect();
+    let widths: Vec<usize> = shown
+        .iter()
+        .map(|&c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            shown
+                .iter()
+                .zip(&widths)
+                .map(|(&c, &w)| format!("{:w$}", r[c]))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Rows as a Markdown table, code-formatted cells.
+fn markdown_table(rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|c| {
+                if i == 0 || c.is_empty() {
+                    cell(c)
+                } else {
+                    format!("`{}`", cell(c).replace('`', "'"))
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        if i == 0 {
+            let _ = writeln!(out, "|{}", "---|".repeat(r.len()));
+        }
+    }
+    out
 }
 
 /// Table cells must not break the table.
@@ -244,6 +404,13 @@ pub fn markdown(diff: &Diff) -> String {
                     if p.before.is_none() && p.after.is_none() {
                         let _ = writeln!(out, "! {}: {UNKNOWN}", p.path);
                     }
+                    if let Some(lines) = line_diff(&p.before, &p.after) {
+                        let _ = writeln!(out, "! {}:", p.path);
+                        for line in lines {
+                            let _ = writeln!(out, "{line}");
+                        }
+                        continue;
+                    }
                     if p.before.is_some() {
                         let _ = writeln!(out, "- {}: {}", p.path, show(&p.before));
                     }
@@ -254,6 +421,30 @@ pub fn markdown(diff: &Diff) -> String {
             }
             let _ = writeln!(out, "```\n\n</details>\n");
         }
+    }
+    if !diff.risks.is_empty() {
+        let _ = writeln!(
+            out,
+            "> [!IMPORTANT]\n> Needs approval (`up` asks even with `--yes`; `--approve-risky` approves):"
+        );
+        for r in &diff.risks {
+            let _ = writeln!(out, "> - {}", cell(&r.what));
+        }
+        out.push('\n');
+    }
+    if !diff.iam.is_empty() {
+        let _ = writeln!(
+            out,
+            "**IAM (who may do what)**\n\n{}",
+            markdown_table(&iam_table(&diff.iam))
+        );
+    }
+    if !diff.security_groups.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Security groups**\n\n{}",
+            markdown_table(&rule_table(&diff.security_groups))
+        );
     }
     for (title, changes) in sections(diff) {
         let _ = writeln!(out, "**{title}**\n\n```diff");
@@ -410,6 +601,84 @@ mod tests {
         assert!(t.contains(&format!("Properties.Image: {UNKNOWN}")), "{t}");
         assert!(!t.contains("(none) -> (none)"), "{t}");
         assert!(markdown(&d).contains(&format!("! Properties.Image: {UNKNOWN}")));
+    }
+
+    #[test]
+    fn multi_line_texts_show_the_lines_that_differ() {
+        let before = Some(json!("a\nb\nthreshold 100\nc"));
+        let after = Some(json!("a\nb\nthreshold 50\nc\nd"));
+        assert_eq!(
+            line_diff(&before, &after).unwrap(),
+            ["- threshold 100", "+ threshold 50", "+ d"]
+        );
+        assert!(line_diff(&Some(json!("x")), &Some(json!("y"))).is_none());
+        let mut d = sample();
+        d.resources[2].properties.push(PropertyChange {
+            path: "Properties.DashboardBody.Fn::Sub[0]".into(),
+            before,
+            after,
+            replaces: false,
+        });
+        let t = text(&d);
+        assert!(t.contains("      Properties.DashboardBody.Fn::Sub[0]:\n        - threshold 100\n        + threshold 50\n        + d\n"), "{t}");
+        let m = markdown(&d);
+        assert!(
+            m.contains("! Properties.DashboardBody.Fn::Sub[0]:\n- threshold 100\n+ threshold 50"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn iam_and_security_group_changes_are_tables_and_risks_are_marked() {
+        use crate::diff::security::{Change, IamRow, Risk, RuleRow};
+        let mut d = sample();
+        d.iam = vec![Change {
+            action: Action::Add,
+            row: IamRow {
+                resource: "ScalerRole".into(),
+                kind: "policy",
+                effect: "Allow".into(),
+                action: "ssm:PutParameter".into(),
+                resources: "arn:aws:ssm:::parameter/x".into(),
+                principal: String::new(),
+                condition: String::new(),
+            },
+        }];
+        d.security_groups = vec![Change {
+            action: Action::Remove,
+            row: RuleRow {
+                group: "RouterSecurityGroup".into(),
+                direction: "ingress",
+                protocol: "tcp".into(),
+                ports: "8080".into(),
+                peer: "${Apps}".into(),
+            },
+        }];
+        d.risks = vec![Risk {
+            kind: "iam",
+            resource: "ScalerRole".into(),
+            what: "broadens IAM: ScalerRole may ssm:PutParameter on arn:aws:ssm:::parameter/x"
+                .into(),
+        }];
+        let t = text(&d);
+        assert!(t.contains("IAM (who may do what):\n     Resource    Kind    Effect  Action            On\n  +  ScalerRole  policy  Allow   ssm:PutParameter  arn:aws:ssm:::parameter/x\n"), "{t}");
+        assert!(t.contains("Security groups:\n     Group                Direction  Protocol  Ports  Peer\n  -  RouterSecurityGroup  ingress    tcp       8080   ${Apps}\n"), "{t}");
+        assert!(
+            t.contains("  !! broadens IAM: ScalerRole may ssm:PutParameter"),
+            "{t}"
+        );
+        let m = markdown(&d);
+        assert!(
+            m.contains("| `+` | `ScalerRole` | `policy` | `Allow` | `ssm:PutParameter` |"),
+            "{m}"
+        );
+        assert!(m.contains("> [!IMPORTANT]"), "{m}");
+        let v: Value = serde_json::from_str(&json(&d)).unwrap();
+        assert_eq!(v["iam"][0]["change"], "add");
+        assert_eq!(v["iam"][0]["action"], "ssm:PutParameter");
+        assert_eq!(v["iam"][0]["effect"], "Allow");
+        assert_eq!(v["security_groups"][0]["peer"], "${Apps}");
+        assert_eq!(v["risks"][0]["kind"], "iam");
     }
 
     #[test]

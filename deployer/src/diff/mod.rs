@@ -5,10 +5,13 @@
 //! - `template`: a template as a JSON value, short forms expanded;
 //! - `replacement`: which property changes replace a resource, from the resource
 //!   provider schemas;
+//! - `security`: IAM statements and security-group rules before and after, and the
+//!   changes that need approval;
 //! - `format`: text, Markdown (a pull-request comment) and JSON.
 
 pub mod format;
 pub mod replacement;
+pub mod security;
 pub mod template;
 
 use std::collections::BTreeSet;
@@ -114,6 +117,12 @@ pub struct Diff {
     pub parameters: Vec<ValueChange>,
     pub outputs: Vec<ValueChange>,
     pub config: Vec<ValueChange>,
+    /// IAM statements gained (`add`) and lost (`remove`), one row per action.
+    pub iam: Vec<security::Change<security::IamRow>>,
+    /// Security-group rules gained and lost.
+    pub security_groups: Vec<security::Change<security::RuleRow>>,
+    /// What needs a person's approval beyond `--yes`.
+    pub risks: Vec<security::Risk>,
     /// Things the reader should know about what was not compared.
     pub notes: Vec<String>,
 }
@@ -266,8 +275,29 @@ pub fn flatten(value: &Value) -> Map<String, Value> {
     out
 }
 
-/// Records where `a` and `b` differ: maps key by key, anything else (lists included:
-/// their order matters to CloudFormation) as a whole.
+/// Keys that name an element of a list of objects: a statement's `Sid`, a container's,
+/// variable's or secret's `Name`, an inline policy's `PolicyName`, a tag's `Key`, a
+/// rule target's `Id`.
+const ELEMENT_KEYS: &[&str] = &["Sid", "Name", "PolicyName", "Key", "Id"];
+
+/// The key that names every element of both lists, uniquely in each, if one does.
+fn element_key(a: &[Value], b: &[Value]) -> Option<&'static str> {
+    ELEMENT_KEYS.iter().copied().find(|key| {
+        [a, b].iter().all(|list| {
+            let names: Vec<Option<&str>> = list
+                .iter()
+                .map(|e| e.get(*key).and_then(Value::as_str))
+                .collect();
+            let unique: BTreeSet<&str> = names.iter().flatten().copied().collect();
+            names.iter().all(Option::is_some) && unique.len() == list.len()
+        })
+    })
+}
+
+/// Records where `a` and `b` differ, down to the value: maps key by key, lists of named
+/// objects (statements, containers, variables) element by name (`[Name=ROUTER_PORT]`),
+/// other lists of one length element by index; a list that only changed order, or
+/// changed length without names, as a whole (CloudFormation sees the order).
 fn compare(path: &str, a: &Value, b: &Value, out: &mut Vec<PropertyChange>) {
     if a == b {
         return;
@@ -280,6 +310,17 @@ fn compare(path: &str, a: &Value, b: &Value, out: &mut Vec<PropertyChange>) {
         }
     };
     match (a, b) {
+        // `Fn::Sub` with variables: its text and its variables, each on their own (a
+        // dashboard body is one long text).
+        (Value::Object(x), Value::Object(y)) if matches!((x.get("Fn::Sub"), y.get("Fn::Sub")), (Some(Value::Array(p)), Some(Value::Array(q))) if p.len() == q.len()) => {
+            if let (Some(Value::Array(p)), Some(Value::Array(q))) =
+                (x.get("Fn::Sub"), y.get("Fn::Sub"))
+            {
+                for (i, (a, b)) in p.iter().zip(q).enumerate() {
+                    compare(&format!("{}[{i}]", join("Fn::Sub")), a, b, out);
+                }
+            }
+        }
         (Value::Object(x), Value::Object(y)) if !is_intrinsic(x) && !is_intrinsic(y) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
@@ -292,6 +333,45 @@ fn compare(path: &str, a: &Value, b: &Value, out: &mut Vec<PropertyChange>) {
                         replaces: false,
                     }),
                 }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if !x.is_empty() && !y.is_empty() => {
+            let start = out.len();
+            if let Some(key) = element_key(x, y) {
+                let name = |e: &Value| {
+                    e.get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let names: Vec<String> = x.iter().chain(y.iter()).map(name).collect();
+                let mut seen = BTreeSet::new();
+                for n in names.iter().filter(|n| seen.insert(n.as_str())) {
+                    let at = format!("{path}[{key}={n}]");
+                    let find = |list: &[Value]| list.iter().find(|e| name(e) == *n).cloned();
+                    match (find(x), find(y)) {
+                        (Some(a), Some(b)) => compare(&at, &a, &b, out),
+                        (before, after) => out.push(PropertyChange {
+                            path: at,
+                            before,
+                            after,
+                            replaces: false,
+                        }),
+                    }
+                }
+            } else if x.len() == y.len() {
+                for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                    compare(&format!("{path}[{i}]"), a, b, out);
+                }
+            }
+            if out.len() == start {
+                // Same elements, another order; or another length without names.
+                out.push(PropertyChange {
+                    path: path.to_string(),
+                    before: Some(a.clone()),
+                    after: Some(b.clone()),
+                    replaces: false,
+                });
             }
         }
         _ => out.push(PropertyChange {
@@ -381,6 +461,60 @@ mod tests {
             changes[0].properties[0].after,
             Some(json!({"Fn::Sub": "${A}-y"}))
         );
+    }
+
+    #[test]
+    fn lists_compare_by_element_name_down_to_the_value() {
+        let container = |port: &str, extra: bool| {
+            let mut env = vec![
+                json!({"Name": "ROUTER_PORT", "Value": port}),
+                json!({"Name": "RUST_LOG", "Value": "info"}),
+            ];
+            if extra {
+                env.push(json!({"Name": "NEW", "Value": "1"}));
+            }
+            json!({"Resources": {"Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+                "ContainerDefinitions": [{"Name": "router", "Environment": env, "Cpu": 256}]}}}})
+        };
+        let changes = resources(&container("8080", false), &container("9000", true));
+        let paths: Vec<(&str, Option<&Value>, Option<&Value>)> = changes[0]
+            .properties
+            .iter()
+            .map(|p| (p.path.as_str(), p.before.as_ref(), p.after.as_ref()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    "Properties.ContainerDefinitions[Name=router].Environment[Name=ROUTER_PORT].Value",
+                    Some(&json!("8080")),
+                    Some(&json!("9000"))
+                ),
+                (
+                    "Properties.ContainerDefinitions[Name=router].Environment[Name=NEW]",
+                    None,
+                    Some(&json!({"Name": "NEW", "Value": "1"}))
+                ),
+            ]
+        );
+        // Statements by Sid; one action more is one change.
+        let role = |actions: Value| {
+            json!({"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {
+            "Policies": [{"PolicyName": "p", "PolicyDocument": {"Statement": [
+                {"Sid": "A", "Effect": "Allow", "Action": actions, "Resource": "*"}]}}]}}}})
+        };
+        let changes = resources(&role(json!(["a:X"])), &role(json!(["a:X", "a:Y"])));
+        assert_eq!(changes[0].properties.len(), 1);
+        assert_eq!(
+            changes[0].properties[0].path,
+            "Properties.Policies[PolicyName=p].PolicyDocument.Statement[Sid=A].Action"
+        );
+        // Only the order changed: the list, whole.
+        let t = |order: Value| json!({"Resources": {"S": {"Type": "AWS::EC2::Subnet", "Properties": {"Tags": order}}}});
+        let a = json!([{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]);
+        let b = json!([{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "1"}]);
+        let changes = resources(&t(a), &t(b));
+        assert_eq!(changes[0].properties[0].path, "Properties.Tags");
     }
 
     #[test]

@@ -35,7 +35,18 @@ pub fn replaces(resource_type: &str, path: &str) -> bool {
     let Some(props) = table().and_then(|t| t.types.get(resource_type)) else {
         return false;
     };
-    let path: Vec<&str> = path.split('.').collect();
+    // List elements (`[Name=router]`, `[0]`) are not in the schemas' paths.
+    let mut plain = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for ch in path.chars() {
+        match ch {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(ch),
+            _ => {}
+        }
+    }
+    let path: Vec<&str> = plain.split('.').collect();
     props.iter().any(|p| {
         let create_only: Vec<&str> = p.split('/').collect();
         let n = create_only.len().min(path.len());
@@ -58,6 +69,10 @@ mod tests {
         assert!(replaces("AWS::EFS::MountTarget", "SubnetId"));
         assert!(replaces("AWS::EFS::FileSystem", "Encrypted"));
         assert!(replaces("AWS::ECS::TaskDefinition", "ContainerDefinitions"));
+        assert!(replaces(
+            "AWS::ECS::TaskDefinition",
+            "ContainerDefinitions[Name=a.b].Environment[Name=X].Value"
+        ));
         assert!(!replaces(
             "AWS::Lambda::Function",
             "Environment.Variables.X"
