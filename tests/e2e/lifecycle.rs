@@ -355,9 +355,15 @@ fn bootstrap_up_diff_change_scale_status_down() {
         "{status}"
     );
     assert_eq!(status["schedule"]["state"], "ENABLED", "{status}");
+    assert_eq!(status["scaler"]["alias"]["version"], "3", "{status}");
     let status_text = env.ok(&["status", "--env", "local"]);
     assert!(
         stdout(&status_text).contains("3 mount target(s)"),
+        "{}",
+        text(&status_text)
+    );
+    assert!(
+        stdout(&status_text).contains("  alias live: version 3\n"),
         "{}",
         text(&status_text)
     );

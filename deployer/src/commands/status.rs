@@ -189,6 +189,16 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
             }
             Err(e) => json!({ "function": function, "error": e.to_string() }),
         };
+        // The release that runs: the alias's version, and another one during a canary.
+        if let Ok(Some(alias)) =
+            crate::aws::lambda::alias(&functions, function, crate::config::SCALER_ALIAS).await
+        {
+            status["scaler"]["alias"] = json!({
+                "name": crate::config::SCALER_ALIAS,
+                "version": alias.version,
+                "weights": alias.weights.iter().map(|(v, w)| json!({"version": v, "weight": w})).collect::<Vec<_>>(),
+            });
+        }
     }
 
     let alarm_names: Vec<String> = of_type(&resources, "AWS::CloudWatch::Alarm")
@@ -344,6 +354,28 @@ pub fn text(status: &Value) -> String {
                 )
             }
         );
+        let alias = &scaler["alias"];
+        if alias.is_object() {
+            let canary: Vec<String> = alias["weights"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|w| {
+                    format!(
+                        ", version {} takes {:.0} % of the runs (a canary under way)",
+                        s(&w["version"]),
+                        w["weight"].as_f64().unwrap_or_default() * 100.0
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  alias {}: version {}{}",
+                s(&alias["name"]),
+                s(&alias["version"]),
+                canary.concat()
+            );
+        }
     }
     let alarms = status["alarms"].as_array().cloned().unwrap_or_default();
     if alarms.is_empty() {
@@ -467,4 +499,26 @@ fn local_text(local: &Value, out: &mut String) {
         "  scaler (every {} s): {line}",
         s(&scaler["period_seconds"])
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alias_line_shows_a_canary_under_way() {
+        let status = json!({
+            "environment": "prod",
+            "stack": {"name": "s", "status": "UPDATE_IN_PROGRESS", "termination_protection": true},
+            "scaler": {"function": "s-scaler", "reserved_concurrency": 1, "stopped": false,
+                "alias": {"name": "live", "version": "7", "weights": [{"version": "8", "weight": 0.5}]}},
+        });
+        let shown = text(&status);
+        assert!(
+            shown.contains(
+                "  alias live: version 7, version 8 takes 50 % of the runs (a canary under way)\n"
+            ),
+            "{shown}"
+        );
+    }
 }
