@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::aws::cloudformation::{self, ResourceDrift};
 use crate::cli::{AwsArgs, EnvArgs, OutputFormat};
 use crate::commands::bootstrap;
-use crate::commands::status::{check_list, deployed_resources, of_type};
+use crate::commands::status::{check_list, deployed_resources, of_type, s};
 use crate::config::{self, SCALER_ALIAS};
 use crate::release::{self, Deployed, Store};
 
@@ -174,14 +174,6 @@ fn resource_json(d: &ResourceDrift) -> Value {
             "difference": p.kind,
         })).collect::<Vec<_>>(),
     })
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
-    }
 }
 
 /// The text view: one section per place, each difference on its own line with what to do.

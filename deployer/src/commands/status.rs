@@ -224,7 +224,8 @@ pub async fn read(sdk: &aws_config::SdkConfig, env: &Environment) -> miette::Res
     Ok(status)
 }
 
-fn s(v: &Value) -> String {
+/// A JSON value as text for a report line: strings bare, null as `-`.
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_string(),
