@@ -65,6 +65,8 @@ pub enum Command {
     /// Replace the router's S3 key pair without downtime: a new pair with the old one
     /// still accepted, then `--finish` once every client has the new one.
     RotateCredentials(RotateArgs),
+    /// Print the JSON Schema of an environment file, for editors (docs/configuration.md).
+    Schema,
     /// Remove a stack's lock left by a deployer that died (`up`, `down` and
     /// `rotate-credentials` hold it while they run).
     Unlock(UnlockArgs),

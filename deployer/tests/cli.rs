@@ -1272,3 +1272,79 @@ mod first_contact {
         one_sentence(&stderr);
     }
 }
+
+/// `deployer schema` against a real JSON Schema validator (python-jsonschema, which the
+/// tools virtualenv has as cfn-lint's dependency): every shipped environment file
+/// passes, and the shapes the configuration tests refuse are refused here too.
+mod schema {
+    use super::*;
+
+    /// Validates each YAML text against the schema; the validator's verdict per text.
+    fn verdicts(schema: &str, files: &[(&str, String)]) -> Vec<(String, bool, String)> {
+        let cfn_lint = deployer::lint::find("cfn-lint", "cfn-lint (scripts/setup)")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let python = cfn_lint.with_file_name("python3");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("schema.json"), schema).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let script = r#"
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+for path in sys.argv[2:]:
+    errors = [e.message for e in validator.iter_errors(yaml.safe_load(open(path)) or {})]
+    print(json.dumps([path, not errors, "; ".join(errors)]))
+"#;
+        let out = Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(dir.path().join("schema.json"))
+            .args(files.iter().map(|(n, _)| dir.path().join(n)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (path, ok, why): (String, bool, String) = serde_json::from_str(l).unwrap();
+                (
+                    path.rsplit('/').next().unwrap_or_default().to_string(),
+                    ok,
+                    why,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shipped_files_pass_and_bad_shapes_fail() {
+        let out = deployer(&["schema"], &repo().join("environments"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let schema = text(&out.stdout);
+        let mut files: Vec<(&str, String)> = ["defaults", "dev", "local", "prod", "staging"]
+            .iter()
+            .map(|n| {
+                (
+                    *n,
+                    std::fs::read_to_string(repo().join(format!("environments/{n}.yaml"))).unwrap(),
+                )
+            })
+            .collect();
+        let bad = [
+            ("misspelt-key", "scaler:\n  memroy_mb: 512\n"),
+            ("wrong-type", "scaler:\n  memory_mb: lots\n"),
+            ("unknown-value", "release:\n  scaler_rollout: gradual\n"),
+            ("unknown-top-level", "regoin: ap-northeast-1\n"),
+            ("bad-enum", "efs:\n  performance_mode: fast\n"),
+            ("bad-list", "availability_zones: ap-northeast-1a\n"),
+        ];
+        files.extend(bad.iter().map(|(n, t)| (*n, t.to_string())));
+        for (name, ok, why) in verdicts(&schema, &files) {
+            let expected = !bad.iter().any(|(b, _)| *b == name);
+            assert_eq!(ok, expected, "{name}: {why}");
+        }
+    }
+}

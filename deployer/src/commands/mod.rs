@@ -11,6 +11,7 @@ mod plan;
 mod render;
 mod rollback;
 mod rotate;
+mod schema;
 pub mod status;
 mod unlock;
 mod up;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::RotateCredentials(args) => {
             rotate::run(&cli.environments_dir, &cli.aws, cli.output, &args)
         }
+        Command::Schema => schema::run(),
         Command::Unlock(args) => unlock::run(&cli.environments_dir, &cli.aws, cli.output, &args),
     }
 }
