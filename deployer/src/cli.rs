@@ -67,9 +67,29 @@ pub enum Command {
     RotateCredentials(RotateArgs),
     /// Print the JSON Schema of an environment file, for editors (docs/configuration.md).
     Schema,
+    /// Print the shell completion script for SHELL (e.g. `deployer completions bash >
+    /// ~/.local/share/bash-completion/completions/deployer`).
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, or write one page per command into DIR.
+    Manpage {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Remove a stack's lock left by a deployer that died (`up`, `down` and
     /// `rotate-credentials` hold it while they run).
     Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

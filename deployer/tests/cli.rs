@@ -1348,3 +1348,66 @@ for path in sys.argv[2:]:
         }
     }
 }
+
+/// Shell completions and man pages come from the command-line definition: they know
+/// every command and flag, and the shells accept them.
+mod completions_and_man {
+    use super::*;
+
+    #[test]
+    fn completion_scripts_know_the_commands_and_bash_loads_them() {
+        let envs = repo().join("environments");
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let out = deployer(&["completions", shell], &envs);
+            assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+            let script = text(&out.stdout);
+            for word in ["rollback", "drift", "approve-risky"] {
+                assert!(script.contains(word), "{shell} lacks {word}");
+            }
+        }
+        // bash parses the script and registers the function.
+        let bash = text(&deployer(&["completions", "bash"], &envs).stdout);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deployer.bash"), bash).unwrap();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {} && complete -p deployer",
+                dir.path().join("deployer.bash").display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && text(&out.stdout).contains("_deployer"),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let bad = deployer(&["completions", "tcsh"], &envs);
+        assert_eq!(bad.status.code(), Some(1), "bad input is exit 1");
+        assert!(
+            text(&bad.stderr).contains("possible values: bash, zsh"),
+            "{}",
+            text(&bad.stderr)
+        );
+    }
+
+    #[test]
+    fn man_pages_one_per_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = deployer(
+            &["manpage", "--out", dir.path().to_str().unwrap()],
+            &repo().join("environments"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let up = std::fs::read_to_string(dir.path().join("deployer-up.1")).unwrap();
+        assert!(
+            up.starts_with(".ie") && up.contains(".TH deployer-up 1"),
+            "{up}"
+        );
+        assert!(up.contains("approve\\-risky"), "{up}");
+        let main = std::fs::read_to_string(dir.path().join("deployer.1")).unwrap();
+        assert!(main.contains("rollback"), "{main}");
+        assert!(dir.path().join("deployer-rollback.1").exists());
+    }
+}

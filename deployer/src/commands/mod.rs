@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process exit code or a report for stderr.
 
 pub mod bootstrap;
+mod completions;
 mod diff;
 mod down;
 mod drift;
@@ -43,6 +44,8 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
             rotate::run(&cli.environments_dir, &cli.aws, cli.output, &args)
         }
         Command::Schema => schema::run(),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Manpage { out } => completions::manpage(out.as_deref()),
         Command::Unlock(args) => unlock::run(&cli.environments_dir, &cli.aws, cli.output, &args),
     }
 }
