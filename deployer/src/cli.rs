@@ -65,6 +65,9 @@ pub enum Command {
     /// Replace the router's S3 key pair without downtime: a new pair with the old one
     /// still accepted, then `--finish` once every client has the new one.
     RotateCredentials(RotateArgs),
+    /// Start a project: commented environments (defaults, dev, staging, prod, local), their
+    /// JSON Schema and a CI workflow; never overwrites.
+    Init(InitArgs),
     /// Print the JSON Schema of an environment file, for editors (docs/configuration.md).
     Schema,
     /// Print the shell completion script for SHELL (e.g. `deployer completions bash >
@@ -118,6 +121,13 @@ pub struct LogsArgs {
     /// a quoted phrase, or a JSON pattern such as '{ $.level = "WARN" }'.
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to start the project (default: here): DIR/environments/ and
+    /// DIR/.github/workflows/deployer.yml.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -480,8 +480,35 @@ mod config_errors {
         let stderr = text(&result.stderr);
         assert!(
             stderr.contains("environment `prdo` does not exist")
-                && stderr.contains("did you mean `prod`?"),
+                && stderr.contains("did you mean `prod`?")
+                && stderr.contains("environments here: dev, local, prod, staging")
+                && stderr.contains("deployer init"),
             "{stderr}"
+        );
+    }
+
+    /// From a directory that is no project: what to do, not just that a read failed.
+    #[test]
+    fn outside_a_project_the_error_says_where_environments_come_from() {
+        let empty = tempfile::tempdir().unwrap();
+        let result = deployer(
+            &["render", "--env", "prod"],
+            &empty.path().join("environments"),
+        );
+        assert_eq!(result.status.code(), Some(1));
+        let stderr = text(&result.stderr);
+        assert!(
+            stderr.contains("no environments directory here")
+                && stderr.contains("--environments-dir")
+                && stderr.contains("deployer init"),
+            "{stderr}"
+        );
+        let result = deployer(&["render", "--env", "prod"], empty.path());
+        assert!(
+            text(&result.stderr)
+                .contains("has no environment files: start a project with `deployer init`"),
+            "{}",
+            text(&result.stderr)
         );
     }
 
@@ -1409,5 +1436,68 @@ mod completions_and_man {
         let main = std::fs::read_to_string(dir.path().join("deployer.1")).unwrap();
         assert!(main.contains("rollback"), "{main}");
         assert!(dir.path().join("deployer-rollback.1").exists());
+    }
+}
+
+/// `deployer init`: a project from nothing that validates and renders, editors wired to
+/// the schema, and never an overwrite.
+mod init {
+    use super::*;
+
+    fn init(dir: &Path) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_deployer"))
+            .arg("init")
+            .arg(dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_project_validates_and_a_second_init_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = init(dir.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let envs = dir.path().join("environments");
+        for name in ["defaults", "dev", "staging", "prod", "local"] {
+            let file = std::fs::read_to_string(envs.join(format!("{name}.yaml"))).unwrap();
+            assert!(
+                file.starts_with("# yaml-language-server: $schema=./schema.json\n"),
+                "{name}"
+            );
+        }
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(envs.join("schema.json")).unwrap())
+                .unwrap();
+        assert_eq!(schema["additionalProperties"], false);
+        let workflow =
+            std::fs::read_to_string(dir.path().join(".github/workflows/deployer.yml")).unwrap();
+        assert!(workflow.contains("deployer diff --env") && workflow.contains("deployer up --env"));
+        let validated = deployer(&["validate", "--all", "--config-only"], &envs);
+        assert!(validated.status.success(), "{}", text(&validated.stderr));
+        assert!(
+            deployer(&["render", "--env", "prod"], &envs)
+                .status
+                .success()
+        );
+
+        // One file edited since: a second init refuses, names it, and leaves it alone.
+        std::fs::write(envs.join("dev.yaml"), "region: eu-west-1\n").unwrap();
+        std::fs::remove_file(envs.join("staging.yaml")).unwrap();
+        let again = init(dir.path());
+        assert_eq!(again.status.code(), Some(1));
+        let stderr = text(&again.stderr);
+        assert!(
+            stderr.contains("dev.yaml") && stderr.contains("nothing was written"),
+            "{stderr}"
+        );
+        assert!(
+            !envs.join("staging.yaml").exists(),
+            "init wrote although it refused"
+        );
+        assert_eq!(
+            std::fs::read_to_string(envs.join("dev.yaml")).unwrap(),
+            "region: eu-west-1\n"
+        );
     }
 }

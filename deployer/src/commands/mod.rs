@@ -5,6 +5,7 @@ mod completions;
 mod diff;
 mod down;
 mod drift;
+mod init;
 mod invoke;
 mod logs;
 pub mod package;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::RotateCredentials(args) => {
             rotate::run(&cli.environments_dir, &cli.aws, cli.output, &args)
         }
+        Command::Init(args) => init::run(cli.output, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => completions::completions(shell),
         Command::Manpage { out } => completions::manpage(out.as_deref()),

@@ -40,11 +40,15 @@ pub struct Environment {
 /// Names of the environments in `dir` (every `*.yaml` but `defaults.yaml`), sorted.
 pub fn list_environments(dir: &Path) -> Result<Vec<String>, ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        ConfigError::file(
-            &dir.display().to_string(),
-            format!("cannot read the environments directory: {e}"),
-        )
-        .with_help("run from the repository root, or pass --environments-dir DIR")
+        let shown = dir.display().to_string();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::file(&shown, "no environments directory here".to_string()).with_help(
+                "run where your project's environments/ is, pass --environments-dir DIR (or set DEPLOYER_ENVIRONMENTS_DIR), or start a project here with `deployer init`",
+            )
+        } else {
+            ConfigError::file(&shown, format!("cannot read the environments directory: {e}"))
+                .with_help("check its permissions, or pass --environments-dir DIR")
+        }
     })?;
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
@@ -110,15 +114,19 @@ pub fn load(dir: &Path, env: &str) -> Result<Environment, ConfigErrors> {
             &env_path.display().to_string(),
             format!("environment `{env}` does not exist"),
         );
+        let new = format!(
+            "a new environment is a file {}/{env}.yaml (`deployer init` writes commented examples)",
+            dir.display()
+        );
         e = match de::nearest(env, known.iter().map(String::as_str)) {
             Some(n) => e.with_help(format!(
-                "did you mean `{n}`? environments here: {}",
+                "did you mean `{n}`? environments here: {}; {new}",
                 known.join(", ")
             )),
-            None if known.is_empty() => {
-                e.with_help("this directory has no environment files; pass --environments-dir DIR")
-            }
-            None => e.with_help(format!("environments here: {}", known.join(", "))),
+            None if known.is_empty() => e.with_help(
+                "this directory has no environment files: start a project with `deployer init`, or pass --environments-dir DIR",
+            ),
+            None => e.with_help(format!("environments here: {}; {new}", known.join(", "))),
         };
         return Err(fail(e));
     }
