@@ -35,7 +35,7 @@ pub struct Blob {
 }
 
 impl Blob {
-    fn new(media_type: &'static str, bytes: Vec<u8>) -> Self {
+    pub fn new(media_type: &'static str, bytes: Vec<u8>) -> Self {
         Blob {
             media_type,
             digest: format!("sha256:{}", hex(&Sha256::digest(&bytes))),

@@ -31,6 +31,12 @@ impl LambdaZip {
         Ok(LambdaZip { bytes, digest })
     }
 
+    /// A zip built elsewhere (the artifacts a self-contained deployer carries).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let digest = Sha256::digest(&bytes).into();
+        LambdaZip { bytes, digest }
+    }
+
     fn zip(binary: &[u8]) -> Result<Vec<u8>, zip::result::ZipError> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         let options = zip::write::SimpleFileOptions::default()

@@ -7,6 +7,7 @@
 //!   right architecture.
 
 pub mod build;
+pub mod bundle;
 pub mod cache;
 pub mod elf;
 pub mod image;
