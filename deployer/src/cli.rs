@@ -65,6 +65,9 @@ pub enum Command {
     /// Replace the router's S3 key pair without downtime: a new pair with the old one
     /// still accepted, then `--finish` once every client has the new one.
     RotateCredentials(RotateArgs),
+    /// Make a self-contained deployer: build the runtime for x86_64 and arm64 from this
+    /// source tree and append it to a deployer executable.
+    Bundle(BundleArgs),
     /// Start a project: commented environments (defaults, dev, staging, prod, local), their
     /// JSON Schema and a CI workflow; never overwrites.
     Init(InitArgs),
@@ -121,6 +124,17 @@ pub struct LogsArgs {
     /// a quoted phrase, or a JSON pattern such as '{ $.level = "WARN" }'.
     #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// The self-contained deployer to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The deployer executable to carry the artifacts (default: this one), e.g. a static
+    /// release build.
+    #[arg(long, value_name = "PATH")]
+    pub deployer: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

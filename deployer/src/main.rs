@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use deployer::cli::Cli;
 
 fn main() -> ExitCode {
@@ -18,7 +18,15 @@ fn main() -> ExitCode {
                 .build(),
         )
     }));
-    let cli = match Cli::try_parse() {
+    let mut command = Cli::command();
+    if std::env::args().any(|a| a == "--version" || a == "-V") {
+        // What this binary carries, read from its own file only when asked.
+        command = command.version(deployer::package::bundle::version_text());
+    }
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {

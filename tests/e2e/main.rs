@@ -18,3 +18,4 @@ mod router_tls;
 mod s3;
 mod s3_conformance;
 mod scaler;
+mod self_contained;

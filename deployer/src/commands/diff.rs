@@ -60,15 +60,24 @@ fn offline(environments_dir: &Path, name: &str, rev: &str) -> miette::Result<Dif
         )
     })?;
     let new_env = config::load(environments_dir, name)?;
-    let new = Renderer::from_dir(&root.join("templates"))?.render(&new_env)?;
+    // The source tree renders each revision with that revision's templates; a project of
+    // a self-contained deployer (no templates/) renders both with the deployer's own.
+    let own_templates = root.join("templates").is_dir();
+    let new = if own_templates {
+        Renderer::from_dir(&root.join("templates"))?
+    } else {
+        Renderer::new()?
+    }
+    .render(&new_env)?;
 
     let old_tree = tempfile::tempdir().into_diagnostic()?;
-    extract(
-        &root,
-        rev,
-        &["templates", &envs_rel.to_string_lossy()],
-        old_tree.path(),
-    )?;
+    let envs_path = envs_rel.to_string_lossy();
+    let paths: Vec<&str> = if own_templates {
+        vec!["templates", &envs_path]
+    } else {
+        vec![&envs_path]
+    };
+    extract(&root, rev, &paths, old_tree.path())?;
     let old_envs = old_tree.path().join(envs_rel);
     let mut notes = vec![format!(
         "offline: replacement predicted from the CloudFormation resource schemas of {}; artifact parameters are set by `deployer package` and not compared",
@@ -78,11 +87,15 @@ fn offline(environments_dir: &Path, name: &str, rev: &str) -> miette::Result<Dif
     let before = if old_envs.join(format!("{name}.yaml")).is_file() {
         let old_env = config::load(&old_envs, name)
             .map_err(|e| miette!("environment {name} at {rev} does not load: {e}"))?;
-        let old = Renderer::from_dir(&old_tree.path().join("templates"))
-            .and_then(|r| r.render(&old_env))
-            .map_err(|e| {
-                miette!("environment {name} at {rev} does not render with this deployer: {e}")
-            })?;
+        let old = if own_templates {
+            Renderer::from_dir(&old_tree.path().join("templates"))
+        } else {
+            Renderer::new()
+        }
+        .and_then(|r| r.render(&old_env))
+        .map_err(|e| {
+            miette!("environment {name} at {rev} does not render with this deployer: {e}")
+        })?;
         old_config = diff::flatten(&resolved_config(&old_env));
         template::parse(&old.main, &format!("the template of {name} at {rev}"))?
     } else {
@@ -188,15 +201,15 @@ fn parameters(
     env: &Environment,
     existing: Option<&cloudformation::Stack>,
 ) -> miette::Result<(Vec<(String, String)>, String)> {
-    let path = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| crate::package::build::Workspace::locate(&cwd).ok())
-        .map(|w| {
-            w.root
-                .join(".deployer")
-                .join(&env.name)
-                .join("artifacts.json")
-        });
+    // Where `package` wrote it: the source tree's root, or the project directory of a
+    // self-contained deployer.
+    let path = std::env::current_dir().ok().map(|cwd| {
+        crate::package::build::Workspace::locate(&cwd)
+            .map_or(cwd, |w| w.root)
+            .join(".deployer")
+            .join(&env.name)
+            .join("artifacts.json")
+    });
     let packaged: Option<Map<String, Value>> = path
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())

@@ -1,6 +1,7 @@
 //! One module per command. Each returns the process exit code or a report for stderr.
 
 pub mod bootstrap;
+mod bundle;
 mod completions;
 mod diff;
 mod down;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> miette::Result<ExitCode> {
         Command::RotateCredentials(args) => {
             rotate::run(&cli.environments_dir, &cli.aws, cli.output, &args)
         }
+        Command::Bundle(args) => bundle::run(cli.output, &args),
         Command::Init(args) => init::run(cli.output, &args),
         Command::Schema => schema::run(),
         Command::Completions { shell } => completions::completions(shell),

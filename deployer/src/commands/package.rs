@@ -119,11 +119,41 @@ pub async fn build_and_upload(
     progress: &Progress,
 ) -> miette::Result<Packaged> {
     let cwd = std::env::current_dir().into_diagnostic()?;
-    let workspace = Workspace::locate(&cwd)?;
-    let toolchains = package::toolchains(env)?;
     let registry_override = registry_override()?;
-    let artifacts =
-        tokio::task::block_in_place(|| package::package(env, &workspace, &toolchains, progress))?;
+    // A source checkout builds from its tree (development); anywhere else the artifacts
+    // this deployer carries are the ones (a self-contained release binary).
+    let (artifacts, home) = match Workspace::locate(&cwd) {
+        Ok(workspace) => {
+            let toolchains = package::toolchains(env)?;
+            let artifacts = tokio::task::block_in_place(|| {
+                package::package(env, &workspace, &toolchains, progress)
+            })?;
+            eprintln!(
+                "artifacts: built from the source tree at {} (revision {})",
+                workspace.root.display(),
+                artifacts.revision
+            );
+            (artifacts, workspace.root)
+        }
+        Err(outside) => {
+            let carried = package::bundle::carried()?.ok_or_else(|| {
+                miette::Report::new(outside).wrap_err(
+                    "this deployer carries no runtime artifacts and is not in a source checkout to build them from",
+                )
+            })?;
+            let artifacts = carried.artifacts(env).ok_or_else(|| {
+                miette::miette!(
+                    "this deployer carries no artifacts for {}",
+                    env.config.scaler.architecture.name()
+                )
+            })?;
+            eprintln!(
+                "artifacts: carried by this deployer (version {}, revision {})",
+                carried.manifest.version, carried.manifest.revision
+            );
+            (artifacts, cwd.clone())
+        }
+    };
     if let Some(out) = out {
         artifacts.write_to(out)?;
     }
@@ -141,10 +171,7 @@ pub async fn build_and_upload(
             .await?,
         ),
     };
-    let dir = out.map_or_else(
-        || workspace.root.join(".deployer").join(&env.name),
-        Path::to_path_buf,
-    );
+    let dir = out.map_or_else(|| home.join(".deployer").join(&env.name), Path::to_path_buf);
     let packaged = Packaged {
         artifacts,
         bootstrap: upload_to.map(|(_, b)| b.clone()),

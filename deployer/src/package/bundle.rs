@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::Artifacts;
 use super::image::{Blob, CONFIG_MEDIA_TYPE, Image, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use super::lambda_zip::LambdaZip;
-use super::{Artifacts, hex};
 use crate::config::{Architecture, Environment};
 
 const MAGIC: &[u8; 16] = b"EFSA-ARTIFACTS-1";
@@ -271,10 +271,21 @@ pub fn carried() -> Result<Option<Bundle>, BundleError> {
     carried_by(&exe)
 }
 
-/// The digest of a file's bytes, `sha256:` and hex.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+/// `deployer --version`: the version, and the revision and digests of the artifacts this
+/// binary carries (or where its artifacts come from when it carries none).
+pub fn version_text() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match carried() {
+        Ok(Some(bundle)) => format!(
+            "{version} (revision {})\ncarries:\n  {}",
+            bundle.manifest.revision,
+            bundle.digests().join("\n  ")
+        ),
+        Ok(None) => format!(
+            "{version}\ncarries no runtime artifacts: `package` and `up` build them from the source tree"
+        ),
+        Err(e) => format!("{version}\n{e}"),
+    }
 }
 
 #[cfg(test)]

@@ -122,8 +122,24 @@ pub fn package(
     toolchains: &[(Architecture, Toolchain)],
     progress: &Progress,
 ) -> Result<Artifacts, PackageError> {
-    let scaler_arch = env.config.scaler.architecture;
-    let router_arch = env.config.service.architecture;
+    package_for(
+        env.config.scaler.architecture,
+        env.config.service.architecture,
+        workspace,
+        toolchains,
+        progress,
+    )
+}
+
+/// Builds the scaler for `scaler_arch` and the router for `router_arch`, and their
+/// artifacts.
+pub fn package_for(
+    scaler_arch: Architecture,
+    router_arch: Architecture,
+    workspace: &Workspace,
+    toolchains: &[(Architecture, Toolchain)],
+    progress: &Progress,
+) -> Result<Artifacts, PackageError> {
     for (arch, toolchain) in toolchains {
         let bins: Vec<&str> = [
             (scaler_arch == *arch).then_some(SCALER_BIN),
