@@ -125,9 +125,12 @@ fn router_of(dir: &Path) -> Vec<u8> {
     out.stdout
 }
 
-/// What a build would take from this machine or this day: the cargo home the registry
-/// sources are unpacked in, and today's date as C's `__DATE__` writes it.
+/// What a build would take from this machine, this checkout or this day: the cargo home
+/// the registry sources are unpacked in, where the checkout and the target directory
+/// are, and today's date as C's `__DATE__` writes it.
 fn machine_and_day() -> Vec<String> {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| repo_root().join("target").display().to_string());
     let home = std::env::var("CARGO_HOME")
         .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
     let date = Command::new("date")
@@ -137,6 +140,8 @@ fn machine_and_day() -> Vec<String> {
         .unwrap();
     vec![
         format!("{home}/registry"),
+        repo_root().canonicalize().unwrap().display().to_string(),
+        target,
         String::from_utf8(date.stdout)
             .unwrap()
             .trim_end()
