@@ -477,3 +477,63 @@ fn an_unknown_architecture_is_a_configuration_error() {
         "{stderr}"
     );
 }
+
+/// Two checkouts of one revision at other paths, each with its own target directory,
+/// build the same scaler zip and the same router binary (the image differs only if the
+/// revisions do: its label names the commit). Off by default: the second checkout builds
+/// every dependency again (about 6 minutes on 2 cores). Run with
+/// `cargo test -p efs-autoscaler-tests --test e2e -- --ignored two_checkouts`.
+#[test]
+#[ignore = "builds the runtime from nothing in a second checkout (minutes); run by hand"]
+fn two_checkouts_build_the_same_bytes() {
+    let root = repo_root();
+    let here = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "package",
+            "--env",
+            "local",
+            "--no-upload",
+            "--out",
+            here.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let other = tempfile::tempdir().unwrap();
+    let checkout = other.path().join("elsewhere/efs-autoscaler");
+    let cloned = Command::new("git")
+        .args([
+            "clone",
+            "-q",
+            root.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(cloned.status.success(), "{}", text(&cloned));
+    let packaged = other.path().join("out");
+    let built = Command::new(deployer())
+        .current_dir(&checkout)
+        .env("CARGO_TARGET_DIR", other.path().join("target"))
+        .args([
+            "package",
+            "--env",
+            "local",
+            "--no-upload",
+            "--out",
+            packaged.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+
+    let (a, b) = (artifacts(here.path()), artifacts(&packaged));
+    assert_eq!(a["scaler"]["sha256"], b["scaler"]["sha256"]);
+    assert_eq!(
+        router_of(here.path()),
+        router_of(&packaged),
+        "the router binaries differ"
+    );
+}

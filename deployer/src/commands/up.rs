@@ -136,8 +136,8 @@ pub fn run(
             .iter()
             .filter(|r| !(r.kind == "stateful" && args.allow_replacement.contains(&r.resource)))
             .collect();
-        let mut approved = args.approve_risky || risks.is_empty();
-        if !approved && !args.no_exec {
+        let needs_approval = !risks.is_empty() && !args.approve_risky && !args.no_exec;
+        if needs_approval {
             if !interactive {
                 let _ = plan.discard(&cfn).await;
                 return Err(miette!(
@@ -155,7 +155,6 @@ pub fn run(
                 eprintln!("not approved; nothing was changed");
                 return Ok(ExitCode::from(1));
             }
-            approved = true;
         }
         if args.no_exec {
             eprintln!(
@@ -174,8 +173,7 @@ pub fn run(
             return Ok(ExitCode::SUCCESS);
         }
         // A typed approval of the risky changes is the confirmation too.
-        let asked = approved && !risks.is_empty() && !args.approve_risky;
-        if !args.yes && !asked && interactive && !confirm(&format!("Deploy these changes to {stack}?"))? {
+        if !args.yes && !needs_approval && interactive && !confirm(&format!("Deploy these changes to {stack}?"))? {
             plan.discard(&cfn).await?;
             eprintln!("cancelled; nothing was changed");
             return Ok(ExitCode::from(1));
