@@ -35,13 +35,7 @@ pub fn run(
         let sdk = super::connect(&env, aws_args).await?;
         read(&sdk, &env).await
     })??;
-    match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
-        OutputFormat::Text => print!("{}", text(&report)),
-    }
+    super::print_report(output, &report, text);
     Ok(if report["drifted"] == true {
         ExitCode::from(2)
     } else {

@@ -99,6 +99,23 @@ async fn locked<T>(
     result
 }
 
+/// A command's result on stdout: pretty JSON with `--output json`, else its text view.
+fn print_report(
+    output: crate::cli::OutputFormat,
+    report: &serde_json::Value,
+    text: fn(&serde_json::Value) -> String,
+) {
+    match output {
+        crate::cli::OutputFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(report).unwrap_or_default()
+            );
+        }
+        crate::cli::OutputFormat::Text => print!("{}", text(report)),
+    }
+}
+
 /// Asks a question on the terminal and returns the trimmed answer.
 fn ask(prompt: &str) -> miette::Result<String> {
     use std::io::{BufRead, Write};

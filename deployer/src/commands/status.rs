@@ -23,13 +23,7 @@ pub fn run(
         let sdk = super::connect(&env, aws_args).await?;
         read(&sdk, &env).await
     })??;
-    match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&status).unwrap_or_default()
-        ),
-        OutputFormat::Text => print!("{}", text(&status)),
-    }
+    super::print_report(output, &status, text);
     Ok(ExitCode::SUCCESS)
 }
 
