@@ -14,6 +14,26 @@ fn artifacts(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("artifacts.json")).unwrap()).unwrap()
 }
 
+/// `deployer package --env local --no-upload --out OUT` run in `checkout` (with its own
+/// target directory when given); what it wrote to `artifacts.json`.
+pub fn package_local(checkout: &Path, target_dir: Option<&Path>, out: &Path) -> serde_json::Value {
+    let mut command = Command::new(deployer());
+    command.current_dir(checkout).args([
+        "package",
+        "--env",
+        "local",
+        "--no-upload",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    if let Some(dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", dir);
+    }
+    let packaged = command.output().unwrap();
+    assert!(packaged.status.success(), "{}", text(&packaged));
+    artifacts(out)
+}
+
 fn moto_env(moto: &MotoServer) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", moto.endpoint()),
@@ -488,18 +508,7 @@ fn an_unknown_architecture_is_a_configuration_error() {
 fn two_checkouts_build_the_same_bytes() {
     let root = repo_root();
     let here = tempfile::tempdir().unwrap();
-    let out = run(
-        &[
-            "package",
-            "--env",
-            "local",
-            "--no-upload",
-            "--out",
-            here.path().to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let a = package_local(&root, None, here.path());
 
     let other = tempfile::tempdir().unwrap();
     let checkout = other.path().join("elsewhere/efs-autoscaler");
@@ -514,22 +523,8 @@ fn two_checkouts_build_the_same_bytes() {
         .unwrap();
     assert!(cloned.status.success(), "{}", text(&cloned));
     let packaged = other.path().join("out");
-    let built = Command::new(deployer())
-        .current_dir(&checkout)
-        .env("CARGO_TARGET_DIR", other.path().join("target"))
-        .args([
-            "package",
-            "--env",
-            "local",
-            "--no-upload",
-            "--out",
-            packaged.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", text(&built));
+    let b = package_local(&checkout, Some(&other.path().join("target")), &packaged);
 
-    let (a, b) = (artifacts(here.path()), artifacts(&packaged));
     assert_eq!(a["scaler"]["sha256"], b["scaler"]["sha256"]);
     assert_eq!(
         router_of(here.path()),

@@ -95,22 +95,7 @@ fn a_bundled_deployer_deploys_from_an_empty_directory_without_a_toolchain() {
         &std::fs::read(project.join(".deployer/local/artifacts.json")).unwrap(),
     )
     .unwrap();
-    let out = work.path().join("packaged");
-    let packaged = Command::new(crate::cli::deployer())
-        .current_dir(repo_root())
-        .args([
-            "package",
-            "--env",
-            "local",
-            "--no-upload",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(packaged.status.success(), "{}", text(&packaged));
-    let packaged: Value =
-        serde_json::from_slice(&std::fs::read(out.join("artifacts.json")).unwrap()).unwrap();
+    let packaged = crate::package::package_local(&repo_root(), None, &work.path().join("packaged"));
     assert_eq!(
         deployed["scaler"]["sha256"], packaged["scaler"]["sha256"],
         "{deployed}\n{packaged}"
