@@ -832,3 +832,37 @@ fn router_replaces_a_lost_connection_without_failing_reads() {
         "the target left service:\n{log}"
     );
 }
+
+/// The router keeps the handles of its own directories (temporary files, sidecars) so a
+/// PUT skips their lookups. Another router task's janitor, or an operator, may remove
+/// them: the next PUT finds the kept handle stale, looks the directory up (making it
+/// again), and stores the object with its sidecar as before.
+#[test]
+fn router_recovers_when_its_own_directories_are_removed_under_it() {
+    let cluster = Ganesha::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let router = RouterProcess::start(&nfs_args(&cluster, &cluster.addresses()), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = http();
+    make_bucket(&router);
+    let private = cluster.export_dir().join(".efs-router");
+    for round in 0..3 {
+        let data = contents(round, 10_000 + round);
+        put(&router, "kept.bin", &data);
+        let etag = response_etag(&client, &object(&router, "kept.bin"));
+        assert_eq!(
+            etag,
+            format!("\"{}\"", crate::s3::md5_hex(&data)),
+            "round {round}: the ETag is the MD5 (the sidecar was written)\n{}",
+            router.log()
+        );
+        assert!(private.join("meta").is_dir(), "round {round}");
+        // As another task's janitor would: everything private goes while this router runs.
+        std::fs::remove_dir_all(&private).unwrap();
+    }
+    let got = client.get(object(&router, "kept.bin")).send().unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(
+        got.bytes().unwrap().as_ref(),
+        contents(2, 10_002).as_slice()
+    );
+}

@@ -32,7 +32,7 @@ impl Drop for LogOnPanic<'_> {
     }
 }
 
-fn md5_hex(data: &[u8]) -> String {
+pub(crate) fn md5_hex(data: &[u8]) -> String {
     let digest = std::process::Command::new("md5sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -44,6 +44,12 @@ fn md5_hex(data: &[u8]) -> String {
         })
         .unwrap();
     String::from_utf8_lossy(&digest.stdout)[..32].to_string()
+}
+
+/// A file's permission bits.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
 /// Files under `dir` (relative paths), for comparing trees.
@@ -108,6 +114,9 @@ fn clients_against(router: &RouterProcess, export: &Path) {
         std::fs::read(export.join("clients/docs/hello.txt")).unwrap(),
         b"hello\n"
     );
+    // Readable by every other client of the file system (over NFS the mode is set
+    // beside the commit, after the file was written).
+    assert_eq!(mode_of(&export.join("clients/docs/hello.txt")), 0o644);
 
     // 100 MiB: a multipart upload (8 MiB parts) and a ranged, parallel download.
     let big = contents(42, 100 << 20);
@@ -163,6 +172,7 @@ fn clients_against(router: &RouterProcess, export: &Path) {
         "the download differs"
     );
     assert!(std::fs::read(export.join("clients/big/big.bin")).unwrap() == big);
+    assert_eq!(mode_of(&export.join("clients/big/big.bin")), 0o644);
 
     // sync: a tree up, one change, then --delete after a local removal.
     let tree = work.path().join("tree");

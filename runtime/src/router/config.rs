@@ -316,6 +316,7 @@ impl ServeArgs {
                 tls,
                 connections: self.connections_per_target,
                 connect_timeout: Duration::from_secs(self.connect_timeout),
+                private_dir: Some(super::s3::names::RESERVED.to_string()),
             },
             mount_root: self.mount_root.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout),

@@ -120,6 +120,15 @@ impl Root {
         )?;
         Ok((dir, path.name().to_string()))
     }
+
+    /// Creates (or truncates) `path` for writing; its directory must exist.
+    fn create(&self, path: &FilePath) -> io::Result<File> {
+        let (dir, name) = self.parent(path)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = open_unfollowed(&dir, &name, flags, Mode::from_raw_mode(0o644))?;
+        Ok(File::from(fd))
+    }
 }
 
 /// Opens one name in `at` without following it: a link there is refused as a way out
@@ -249,21 +258,38 @@ impl LocalClient {
 
     pub async fn create(&self, path: &FilePath) -> Result<Handle> {
         let (root, at) = (self.root.clone(), path.clone());
-        let file = blocking(self.timeout, move || {
-            let (dir, name) = root.parent(&at)?;
-            let flags = OFlags::WRONLY
-                | OFlags::CREATE
-                | OFlags::TRUNC
-                | OFlags::NOFOLLOW
-                | OFlags::CLOEXEC;
-            let fd = open_unfollowed(&dir, &name, flags, Mode::from_raw_mode(0o644))?;
-            Ok(File::from(fd))
-        })
-        .await?;
+        let file = blocking(self.timeout, move || root.create(&at)).await?;
         Ok(Handle::Local(LocalHandle {
             file: Arc::new(file),
             created_at: Some(path.clone()),
         }))
+    }
+
+    /// Create, write, `fsync` (and `fstat`) in one trip to the blocking pool.
+    pub async fn create_whole(
+        &self,
+        path: &FilePath,
+        data: Bytes,
+        describe: bool,
+    ) -> Result<(Handle, Option<Stat>)> {
+        let (root, at) = (self.root.clone(), path.clone());
+        let (file, st) = blocking(self.timeout, move || {
+            let file = root.create(&at)?;
+            file.write_all_at(&data, 0)?;
+            file.sync_all()?;
+            let st = if describe {
+                Some(stat(&rustix::fs::fstat(&file)?))
+            } else {
+                None
+            };
+            Ok((file, st))
+        })
+        .await?;
+        let handle = Handle::Local(LocalHandle {
+            file: Arc::new(file),
+            created_at: Some(path.clone()),
+        });
+        Ok((handle, st))
     }
 
     pub async fn write(&self, h: &LocalHandle, offset: u64, data: Bytes) -> Result<WriteAck> {
@@ -272,9 +298,19 @@ impl LocalClient {
         Ok(WriteAck::Local)
     }
 
-    pub async fn commit(&self, h: &LocalHandle) -> Result<()> {
+    /// `fsync`, and with `describe` the file's attributes in the same trip to the
+    /// blocking pool.
+    pub async fn commit(&self, h: &LocalHandle, describe: bool) -> Result<Option<Stat>> {
         let file = h.file.clone();
-        blocking(self.timeout, move || file.sync_all()).await
+        blocking(self.timeout, move || {
+            file.sync_all()?;
+            Ok(if describe {
+                Some(stat(&rustix::fs::fstat(&file)?))
+            } else {
+                None
+            })
+        })
+        .await
     }
 
     pub async fn mkdir(&self, path: &FilePath) -> Result<()> {

@@ -205,11 +205,48 @@ impl Client {
         }
     }
 
-    /// Makes every acknowledged write durable, then closes the file.
-    pub async fn commit(&self, handle: &Handle, acks: Vec<WriteAck>) -> Result<()> {
+    /// Creates (or truncates) `path` holding `data`, durable and closed, in as few calls
+    /// as the backend allows (the `dir` backend: one); with `describe`, the file's
+    /// attributes too. The handle publishes it.
+    pub async fn create_whole(
+        &self,
+        path: &FilePath,
+        data: Bytes,
+        describe: bool,
+    ) -> Result<(Handle, Option<Stat>)> {
+        match self {
+            Client::Local(c) => bounded(c.timeout(), c.create_whole(path, data, describe)).await,
+            Client::Nfs(_) => {
+                let handle = self.create(path).await?;
+                let ack = match self.write(&handle, 0, data).await {
+                    Ok(ack) => ack,
+                    Err(e) => {
+                        self.close(&handle).await;
+                        return Err(e);
+                    }
+                };
+                let stat = self.commit(&handle, vec![ack], describe).await?;
+                Ok((handle, stat))
+            }
+        }
+    }
+
+    /// Makes every acknowledged write durable and closes the file; with `describe`, also
+    /// returns the file's attributes after its last write (NFS asks for them beside the
+    /// COMMIT, not after it).
+    pub async fn commit(
+        &self,
+        handle: &Handle,
+        acks: Vec<WriteAck>,
+        describe: bool,
+    ) -> Result<Option<Stat>> {
         match (self, handle) {
-            (Client::Nfs(c), Handle::Nfs(h)) => bounded(c.timeout(), c.commit(h, acks)).await,
-            (Client::Local(c), Handle::Local(h)) => bounded(c.timeout(), c.commit(h)).await,
+            (Client::Nfs(c), Handle::Nfs(h)) => {
+                bounded(c.timeout(), c.commit(h, acks, describe)).await
+            }
+            (Client::Local(c), Handle::Local(h)) => {
+                bounded(c.timeout(), c.commit(h, describe)).await
+            }
             _ => Err(mismatch()),
         }
     }

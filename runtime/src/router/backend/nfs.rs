@@ -20,6 +20,7 @@
 //!   the server's write verifiers (a server that rebooted between write and commit is
 //!   reported, never silently accepted).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,6 +45,10 @@ pub struct NfsOptions {
     pub connections: Connections,
     /// The whole connect's budget (`--connect-timeout`).
     pub connect_timeout: Duration,
+    /// The router's own directory (the S3 layer's reserved one). Only the router makes,
+    /// renames and removes directories under it, so their handles are kept: creating a
+    /// temporary file or a sidecar there skips the LOOKUP of its directory.
+    pub private_dir: Option<String>,
 }
 
 /// `--connections-per-target`.
@@ -184,9 +189,51 @@ struct Shared {
     dialing: AtomicBool,
     /// The client was unmounted: no more dialing, and a late dial is undone.
     closed: AtomicBool,
+    /// Handles of directories under `options.private_dir`, by path.
+    dirs: Mutex<HashMap<String, Bytes>>,
 }
 
+/// Directory handles kept at most; past it the cache starts again (multipart uploads
+/// make and remove a directory each, so their entries come and go).
+const DIR_HANDLES: usize = 1024;
+
 impl Shared {
+    fn private(&self, dir: &FilePath) -> bool {
+        self.options.private_dir.as_deref().is_some_and(|p| {
+            dir.as_str() == p
+                || (dir.as_str().starts_with(p) && dir.as_str()[p.len()..].starts_with('/'))
+        })
+    }
+
+    fn dir_handle(&self, dir: &FilePath) -> Option<Bytes> {
+        if !self.private(dir) {
+            return None;
+        }
+        let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        dirs.get(dir.as_str()).cloned()
+    }
+
+    fn keep_dir_handle(&self, dir: &FilePath, fh: &Bytes) {
+        if !self.private(dir) {
+            return;
+        }
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if dirs.len() >= DIR_HANDLES {
+            dirs.clear();
+        }
+        dirs.insert(dir.as_str().to_string(), fh.clone());
+    }
+
+    /// A path removed or renamed: a directory's handle (and those below it) goes.
+    fn forget_dir(&self, path: &FilePath) {
+        if !self.private(path) {
+            return;
+        }
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        let p = path.as_str();
+        dirs.retain(|d, _| !(d == p || (d.starts_with(p) && d[p.len()..].starts_with('/'))));
+    }
+
     fn conns(&self) -> Vec<Arc<Conn>> {
         self.conns.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -396,6 +443,10 @@ pub struct NfsHandle {
     conn: Arc<Conn>,
 }
 
+/// The mode of every file the router creates: readable by every client of the file
+/// system, as objects are meant to be.
+const FILE_MODE: u32 = 0o644;
+
 /// NFS type codes (ftype3 / nfs_ftype4 agree on these).
 const NF_REG: u32 = 1;
 const NF_DIR: u32 = 2;
@@ -414,6 +465,7 @@ impl NfsClient {
             window: Mutex::new(Instant::now()),
             dialing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            dirs: Mutex::new(HashMap::new()),
         });
         let dials = (0..wanted).map(|_| shared.dial());
         let mut conns = Vec::with_capacity(wanted);
@@ -604,20 +656,35 @@ impl NfsClient {
         result
     }
 
+    /// Creates `path`, open for writing. Its mode is set when it is committed, beside
+    /// the COMMIT: nobody sees the file before it is published, and the SETATTR that
+    /// nfs-rs would send right after the OPEN would cost a round trip of its own.
     pub async fn create(&self, path: &FilePath) -> Result<super::Handle> {
         // Not retried: a CREATE that reached the server before the connection broke
         // would otherwise meet its own file.
         let conn = self.shared.pick()?;
+        let parent = path.parent();
+        let shared = &self.shared;
         let (dir, obj) = self
             .on(&conn, |m| async move {
-                let dir = m.lookup_path(path.parent().as_str()).await?;
-                let obj = m.create(dir.fh.clone(), path.name(), Some(0o644)).await?;
+                if let Some(dir) = shared.dir_handle(&parent) {
+                    match m.create(dir.clone(), path.name(), None).await {
+                        // Removed (by another router task's janitor, say): the server
+                        // calls the handle stale, or a directory that is gone: look it
+                        // up again. Neither made a file.
+                        Err(e) if is_stale(&e) || e.is_not_found() => shared.forget_dir(&parent),
+                        other => return other.map(|obj| (dir, obj)),
+                    }
+                }
+                let dir = m.lookup_path(parent.as_str()).await?.fh;
+                let obj = m.create(dir.clone(), path.name(), None).await?;
+                shared.keep_dir_handle(&parent, &dir);
                 Ok((dir, obj))
             })
             .await?;
         Ok(super::Handle::Nfs(NfsHandle {
             fh: obj.fh,
-            created_in: Some((dir.fh, path.name().to_string())),
+            created_in: Some((dir, path.name().to_string())),
             opened: true,
             conn,
         }))
@@ -649,7 +716,15 @@ impl NfsClient {
         Ok(WriteAck::Nfs(outcomes))
     }
 
-    pub async fn commit(&self, h: &NfsHandle, acks: Vec<WriteAck>) -> Result<()> {
+    /// COMMIT and CLOSE at once (COMMIT needs no open state), and with `describe` a
+    /// GETATTR beside them: the file's attributes after its last write, without a
+    /// round trip of their own.
+    pub async fn commit(
+        &self,
+        h: &NfsHandle,
+        acks: Vec<WriteAck>,
+        describe: bool,
+    ) -> Result<Option<Stat>> {
         let outcomes: Vec<nfs_rs::WriteOutcome> = acks
             .into_iter()
             .flat_map(|a| match a {
@@ -657,17 +732,41 @@ impl NfsClient {
                 WriteAck::Local => Vec::new(),
             })
             .collect();
-        let committed = if outcomes.is_empty() {
-            Ok(())
-        } else {
+        let committed = async {
+            if outcomes.is_empty() {
+                return Ok(());
+            }
             // (0, 0) covers the whole file.
             self.on(&h.conn, |m| async move {
                 m.commit_write_batch(h.fh.clone(), 0, 0, &outcomes).await
             })
             .await
         };
-        let closed = self.close(h).await;
-        committed.and(closed)
+        let described = async {
+            if !describe {
+                return Ok(None);
+            }
+            self.on(&h.conn, |m| async move { m.getattr(h.fh.clone()).await })
+                .await
+                .map(|a| Some(stat(&a)))
+        };
+        let mode = async {
+            let set = self
+                .on(&h.conn, |m| async move {
+                    let fh = h.fh.clone();
+                    m.setattr(fh, None, Some(FILE_MODE), None, None, None, None, None)
+                        .await
+                })
+                .await;
+            // As nfs-rs treats a failed SETATTR after its OPEN: the data is safe, the
+            // mode is the server's default.
+            if let Err(e) = set {
+                tracing::warn!(error = %e, "setting a new file's mode failed");
+            }
+        };
+        let (committed, closed, described, ()) =
+            tokio::join!(committed, self.close(h), described, mode);
+        committed.and(closed).and(described)
     }
 
     pub async fn close(&self, h: &NfsHandle) -> Result<()> {
@@ -707,6 +806,8 @@ impl NfsClient {
 
     /// Renames `from` over `to` (both paths; `to` is replaced).
     pub async fn rename(&self, from: &FilePath, to: &FilePath) -> Result<()> {
+        self.shared.forget_dir(from);
+        self.shared.forget_dir(to);
         // Not retried: a RENAME that reached the server would meet its own result.
         self.once(|m| async move {
             let from_dir = lookup_dir(m.as_ref(), &from.parent()).await?;
@@ -732,6 +833,7 @@ impl NfsClient {
     }
 
     pub async fn remove(&self, path: &FilePath) -> Result<()> {
+        self.shared.forget_dir(path);
         self.once(|m| async move { m.remove_path(path.as_str()).await })
             .await
     }
@@ -897,6 +999,11 @@ fn decode_cursor(s: &str) -> Option<(DirectoryCookie, usize)> {
     }
     let skip = usize::from_str_radix(&s[32..], 16).ok()?;
     Some((DirectoryCookie { cookie, verifier }, skip))
+}
+
+/// The handle names nothing any more (its file or directory was removed).
+fn is_stale(e: &NfsError) -> bool {
+    matches!(e, NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_STALE))
 }
 
 /// Sorts an `nfs-rs` error into what the router decides on.

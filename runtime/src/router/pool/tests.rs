@@ -68,6 +68,7 @@ pub(crate) fn dir_connector() -> Connector {
             tls: None,
             connections: crate::router::backend::Connections::Fixed(1),
             connect_timeout: Duration::from_secs(5),
+            private_dir: None,
         },
         mount_root: PathBuf::from("/mnt"),
         connect_timeout: Duration::from_secs(2),

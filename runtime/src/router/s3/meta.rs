@@ -288,6 +288,7 @@ impl MetaStore {
             Some(len),
             body,
             &mut |_| {},
+            false,
         )
         .await
         .map_err(|e| match e {

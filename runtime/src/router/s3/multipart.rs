@@ -194,6 +194,7 @@ pub async fn create(
         Some(len),
         body,
         &mut |_| {},
+        false,
     )
     .await
     .map_err(|e| match e {

@@ -187,6 +187,7 @@ where
         content_length,
         body,
         &mut |data| hashing.feed(data),
+        true,
     )
     .await;
     let digests = hashing.finish().await;
@@ -212,10 +213,12 @@ where
         }
         let trailers = trailers.and_then(s3s::TrailingHeaders::take);
         let sums = digests?.verify(expected, trailers.as_ref())?;
-        let stat = target
-            .call(client.stat(&staged.temp))
-            .await
-            .map_err(|e| backend_error(&e, what))?;
+        let stat = staged.stat.clone().ok_or_else(|| {
+            S3Error::with_message(
+                S3ErrorCode::InternalError,
+                format!("{what}: the staged file was not described"),
+            )
+        })?;
         Ok((sums, stat))
     }
     .await;
