@@ -182,7 +182,7 @@ async fn sequential(
         }
     }
     let (dw, dr, rw, rr) = (median(dw), median(dr), median(rw), median(rr));
-    println!("| | direct nfs-rs | router (HTTP) | router / direct |\n|---|---|---|---|");
+    println!("| | direct nfs-rs | router (S3) | router / direct |\n|---|---|---|---|");
     println!("| write | {dw:.0} | {rw:.0} | **{:.2}** |", rw / dw);
     println!("| read | {dr:.0} | {rr:.0} | **{:.2}** |\n", rr / dr);
     // A PUT's ETag is the MD5 of its body, and one body's MD5 is one serial stream on
@@ -252,7 +252,7 @@ async fn small(
         }
     })
     .await;
-    println!("| | direct nfs-rs | router (HTTP) | router / direct |\n|---|---|---|---|");
+    println!("| | direct nfs-rs | router (S3) | router / direct |\n|---|---|---|---|");
     println!(
         "| ops/s (create + read = 2 ops) | {d_ops:.0} | {r_ops:.0} | **{:.2}** |",
         r_ops / d_ops
