@@ -679,10 +679,9 @@ pub async fn make_parents(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt as _;
     use std::path::PathBuf;
     use std::time::Duration;
-
-    use std::os::unix::fs::MetadataExt as _;
 
     use super::*;
     use crate::router::backend::{BackendKind, NfsOptions};
