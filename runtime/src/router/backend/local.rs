@@ -276,12 +276,7 @@ impl LocalClient {
         let (file, st) = blocking(self.timeout, move || {
             let file = root.create(&at)?;
             file.write_all_at(&data, 0)?;
-            file.sync_all()?;
-            let st = if describe {
-                Some(stat(&rustix::fs::fstat(&file)?))
-            } else {
-                None
-            };
+            let st = sync(&file, describe)?;
             Ok((file, st))
         })
         .await?;
@@ -302,15 +297,7 @@ impl LocalClient {
     /// blocking pool.
     pub async fn commit(&self, h: &LocalHandle, describe: bool) -> Result<Option<Stat>> {
         let file = h.file.clone();
-        blocking(self.timeout, move || {
-            file.sync_all()?;
-            Ok(if describe {
-                Some(stat(&rustix::fs::fstat(&file)?))
-            } else {
-                None
-            })
-        })
-        .await
+        blocking(self.timeout, move || sync(&file, describe)).await
     }
 
     pub async fn mkdir(&self, path: &FilePath) -> Result<()> {
@@ -464,6 +451,15 @@ fn created_at(h: &LocalHandle) -> Result<FilePath> {
     h.created_at
         .clone()
         .ok_or_else(|| BackendError::Failed("only a created file can be published".into()))
+}
+
+/// `fsync`, then the file's attributes when asked (in the same blocking call).
+fn sync(file: &File, describe: bool) -> io::Result<Option<Stat>> {
+    file.sync_all()?;
+    if !describe {
+        return Ok(None);
+    }
+    Ok(Some(stat(&rustix::fs::fstat(file)?)))
 }
 
 fn stat(st: &rustix::fs::Stat) -> Stat {
