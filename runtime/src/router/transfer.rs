@@ -377,14 +377,7 @@ where
         )
         .await;
     }
-    let handle = match target.call(client.create(temp)).await {
-        Ok(h) => h,
-        Err(BackendError::NotFound) => {
-            make_parents(target, client, temp).await?;
-            target.call(client.create(temp)).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let handle = with_parents(target, client, temp, || target.call(client.create(temp))).await?;
     let handle = Arc::new(handle);
     let written = write_body(
         budget,
@@ -467,16 +460,10 @@ where
     observe(&data);
     let size = data.len() as u64;
     target.stats.add_written(data.len());
-    let created = match target
-        .call(client.create_whole(temp, data.clone(), describe))
-        .await
-    {
-        Err(BackendError::NotFound) => {
-            make_parents(target, client, temp).await?;
-            target.call(client.create_whole(temp, data, describe)).await
-        }
-        other => other,
-    };
+    let created = with_parents(target, client, temp, || {
+        target.call(client.create_whole(temp, data.clone(), describe))
+    })
+    .await;
     match created {
         Ok((handle, stat)) => Ok(Staged {
             handle,
@@ -663,6 +650,26 @@ impl<T> Tasks<T> {
 }
 
 /// Creates the directories above `path`, top down; ones that exist are fine.
+/// Runs `create` (of `path`); when its directory is missing, makes the directories and
+/// runs it again.
+async fn with_parents<T, Fut>(
+    target: &Target,
+    client: &Client,
+    path: &FilePath,
+    create: impl Fn() -> Fut,
+) -> Result<T, BackendError>
+where
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
+    match create().await {
+        Err(BackendError::NotFound) => {
+            make_parents(target, client, path).await?;
+            create().await
+        }
+        other => other,
+    }
+}
+
 pub async fn make_parents(
     target: &Target,
     client: &Client,

@@ -193,16 +193,22 @@ struct Shared {
     dirs: Mutex<HashMap<String, Bytes>>,
 }
 
+/// `path` is `dir` or a path below it.
+fn at_or_under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Directory handles kept at most; past it the cache starts again (multipart uploads
 /// make and remove a directory each, so their entries come and go).
 const DIR_HANDLES: usize = 1024;
 
 impl Shared {
     fn private(&self, dir: &FilePath) -> bool {
-        self.options.private_dir.as_deref().is_some_and(|p| {
-            dir.as_str() == p
-                || (dir.as_str().starts_with(p) && dir.as_str()[p.len()..].starts_with('/'))
-        })
+        self.options
+            .private_dir
+            .as_deref()
+            .is_some_and(|p| at_or_under(dir.as_str(), p))
     }
 
     fn dir_handle(&self, dir: &FilePath) -> Option<Bytes> {
@@ -231,7 +237,7 @@ impl Shared {
         }
         let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
         let p = path.as_str();
-        dirs.retain(|d, _| !(d == p || (d.starts_with(p) && d[p.len()..].starts_with('/'))));
+        dirs.retain(|d, _| !at_or_under(d, p));
     }
 
     fn conns(&self) -> Vec<Arc<Conn>> {
@@ -1055,6 +1061,14 @@ fn map(e: NfsError) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_paths_are_the_directory_and_what_is_below_it() {
+        assert!(at_or_under(".efs-router", ".efs-router"));
+        assert!(at_or_under(".efs-router/meta/0a", ".efs-router"));
+        assert!(!at_or_under(".efs-router2/tmp", ".efs-router"));
+        assert!(!at_or_under("bucket/.efs-router", ".efs-router"));
+    }
 
     #[test]
     fn url_names_version_port_and_export() {
